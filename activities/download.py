@@ -1,0 +1,211 @@
+"""Download one media link with yt-dlp into the item's workspace."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from yt_dlp import YoutubeDL
+from yt_dlp.networking.exceptions import HTTPError, TransportError
+from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
+
+from activities.progress import log, report
+from activities.workspace import Workspaces
+from models.errors import ErrorKind
+from models.jobs import Stage
+from models.pipeline import ActivityProgress, DownloadInput, DownloadResult
+
+#: Output name stem. Files are named by the server, never from titles.
+MEDIA_STEM = "media"
+
+
+class _TooLarge(Exception):
+    """Raised from the progress hook to stop a download that passed the size cap."""
+
+
+class _QuietLogger:
+    """Sends yt-dlp's messages to our log instead of stderr."""
+
+    def __init__(self) -> None:
+        self._log = logging.getLogger("reelscope.yt_dlp")
+
+    def debug(self, msg: str) -> None:
+        self._log.debug(msg)
+
+    def info(self, msg: str) -> None:
+        self._log.debug(msg)
+
+    def warning(self, msg: str) -> None:
+        self._log.info(msg)
+
+    def error(self, msg: str) -> None:
+        self._log.info(msg)
+
+
+def ffmpeg_dir(data_dir: Path) -> Path:
+    """A folder holding ``ffmpeg`` (a link to imageio-ffmpeg's static binary), for
+    yt-dlp's merger. Side effect: creates the folder and link once."""
+    folder = data_dir.resolve() / "bin"
+    link = folder / "ffmpeg"
+    if not link.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    return folder
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The chain of causes yt-dlp wraps around the real error."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        nxt: BaseException | None = None
+        exc_info = getattr(current, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1 and isinstance(exc_info[1], BaseException):
+            nxt = exc_info[1]
+        current = nxt or current.__cause__ or current.__context__
+    return seen
+
+
+def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
+    """Turn a yt-dlp failure into a typed error a user can act on."""
+    for cause in _causes(exc):
+        if isinstance(cause, _TooLarge):
+            return ApplicationError(
+                f"download: {url} is larger than the {cause.args[0]} byte limit; "
+                "send a shorter or lower-resolution file",
+                type=ErrorKind.MEDIA_TOO_LARGE, non_retryable=True,
+            )
+        if isinstance(cause, HTTPError):
+            status = cause.status
+            if status in (404, 410):
+                return ApplicationError(
+                    f"download: the server answered {status} for {url}; check that the link "
+                    "is correct and still online",
+                    type=ErrorKind.NOT_FOUND, non_retryable=True,
+                )
+            if status in (401, 403):
+                return ApplicationError(
+                    f"download: the server refused access ({status}) to {url}; the media may "
+                    "be private or need a login",
+                    type=ErrorKind.DOWNLOAD_FAILED, non_retryable=True,
+                )
+            if status == 429 or status >= 500:
+                return ApplicationError(
+                    f"download: the server answered {status} for {url}; will retry",
+                    type=ErrorKind.DOWNLOAD_FAILED,
+                )
+            return ApplicationError(
+                f"download: the server answered {status} for {url}",
+                type=ErrorKind.DOWNLOAD_FAILED, non_retryable=True,
+            )
+        if isinstance(cause, UnsupportedError):
+            return ApplicationError(
+                f"download: no video found at {url}; link a video file or a page of a "
+                "supported site",
+                type=ErrorKind.UNSUPPORTED_URL, non_retryable=True,
+            )
+        if isinstance(cause, TransportError):
+            return ApplicationError(
+                f"download: network error fetching {url}: {cause}; will retry",
+                type=ErrorKind.DOWNLOAD_FAILED,
+            )
+    message = str(exc).removeprefix("ERROR: ")
+    retryable = not isinstance(exc, ExtractorError) and "Unsupported URL" not in message
+    return ApplicationError(
+        f"download: could not fetch {url}: {message}",
+        type=ErrorKind.DOWNLOAD_FAILED, non_retryable=not retryable,
+    )
+
+
+class DownloadActivities:
+    def __init__(
+        self, workspaces: Workspaces, data_dir: Path, max_bytes: int, socket_timeout_s: float
+    ) -> None:
+        self._workspaces = workspaces
+        self._ffmpeg_dir = ffmpeg_dir(data_dir)
+        self._max_bytes = max_bytes
+        self._socket_timeout_s = socket_timeout_s
+
+    @activity.defn(name="download_media")
+    def download_media(self, input: DownloadInput) -> DownloadResult:
+        """Fetch ``input.url`` (network) into the item's workspace as ``media.<ext>``.
+
+        A retry continues a partial download: yt-dlp keeps its ``.part`` file.
+        """
+        workspace = self._workspaces.create(input.workspace)
+        max_bytes = self._max_bytes
+
+        def on_progress(status: dict[str, Any]) -> None:
+            done = int(status.get("downloaded_bytes") or 0)
+            total = status.get("total_bytes") or status.get("total_bytes_estimate")
+            if done > max_bytes or (total and total > max_bytes):
+                raise _TooLarge(max_bytes)
+            report(ActivityProgress(
+                stage=Stage.DOWNLOAD,
+                fraction=min(done / total, 1.0) if total else 0.0,
+                done=done, total=int(total) if total else None, unit="bytes",
+            ))
+
+        options: dict[str, Any] = {
+            "outtmpl": {"default": str(workspace / f"{MEDIA_STEM}.%(ext)s")},
+            "format": "bv*+ba/b",
+            "merge_output_format": "mp4",
+            "ffmpeg_location": str(self._ffmpeg_dir),
+            "noplaylist": True,
+            "logger": _QuietLogger(),
+            "progress_hooks": [on_progress],
+            "socket_timeout": self._socket_timeout_s,
+            "retries": 2,
+            "fragment_retries": 2,
+            "max_filesize": max_bytes,
+            "noprogress": True,
+            "quiet": True,
+            "no_warnings": True,
+            "cachedir": False,
+            "continuedl": True,
+        }
+        report(ActivityProgress(stage=Stage.DOWNLOAD, unit="bytes"))
+        try:
+            with YoutubeDL(options) as ydl:
+                info = ydl.extract_info(input.url, download=True)
+        except (DownloadError, ExtractorError) as exc:
+            raise classify_download_error(input.url, exc) from None
+        if info is None:
+            raise ApplicationError(
+                f"download: nothing to download at {input.url}",
+                type=ErrorKind.UNSUPPORTED_URL, non_retryable=True,
+            )
+        media = _downloaded_file(info, workspace)
+        if media is None:
+            # yt-dlp skips, without an error, files whose declared size is over max_filesize.
+            raise ApplicationError(
+                f"download: {input.url} was not saved; it is probably larger than the "
+                f"{max_bytes} byte limit",
+                type=ErrorKind.MEDIA_TOO_LARGE, non_retryable=True,
+            )
+        size = media.stat().st_size
+        log().info("download.done", url=input.url, bytes=size, extractor=info.get("extractor"))
+        return DownloadResult(
+            media_file=media.name,
+            title=info.get("title"),
+            extractor=info.get("extractor_key") or info.get("extractor"),
+            size_bytes=size,
+        )
+
+
+def _downloaded_file(info: dict[str, Any], workspace: Path) -> Path | None:
+    for download in info.get("requested_downloads") or []:
+        path = download.get("filepath")
+        if path and Path(path).is_file():
+            return Path(path)
+    candidates = [
+        p for p in workspace.glob(f"{MEDIA_STEM}.*")
+        if p.is_file() and not p.name.endswith((".part", ".ytdl"))
+    ]
+    return candidates[0] if candidates else None

@@ -1,0 +1,98 @@
+"""Key frames: the sharpest of a few candidate frames in each scene, saved as JPEG."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.progress import log, report, resumed
+from activities.workspace import Workspaces
+from models.errors import ErrorKind
+from models.jobs import KeyFrame, Stage
+from models.pipeline import (
+    ActivityProgress,
+    ExtractKeyframesInput,
+    ExtractKeyframesResult,
+    KeyframeFile,
+    SceneSpan,
+)
+
+#: Where in a scene candidates are taken, as fractions of its length.
+CANDIDATE_POSITIONS = (0.35, 0.5, 0.65)
+
+
+def candidate_frames(scene: SceneSpan) -> list[int]:
+    length = scene.end_frame - scene.start_frame
+    frames = {scene.start_frame + int(length * p) for p in CANDIDATE_POSITIONS}
+    return sorted(f for f in frames if scene.start_frame <= f < scene.end_frame)
+
+
+def sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian: higher for crisp frames, lower for blur and fades."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+class FrameActivities:
+    def __init__(self, workspaces: Workspaces) -> None:
+        self._workspaces = workspaces
+
+    @activity.defn(name="extract_keyframes")
+    def extract_keyframes(self, input: ExtractKeyframesInput) -> ExtractKeyframesResult:
+        """One key frame per scene, written as ``keyframes/scene-NNNN.jpg`` in the
+        workspace. A retry keeps the frames an earlier attempt reported."""
+        path = self._workspaces.file(input.workspace, input.media_file)
+        out_dir = self._workspaces.file(input.workspace, "keyframes")
+        out_dir.mkdir(exist_ok=True)
+        done: list[KeyframeFile] = []
+        previous = resumed(Stage.KEYFRAMES)
+        if previous:
+            for raw in previous.resume.get("keyframes", []):  # type: ignore[union-attr]
+                kf = KeyframeFile.model_validate(raw)
+                if self._workspaces.file(input.workspace, kf.image_file).is_file():
+                    done.append(kf)
+        finished = {kf.scene_index for kf in done}
+
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise ApplicationError(
+                "keyframes: the video cannot be opened for decoding",
+                type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+            )
+        try:
+            for index, scene in enumerate(input.scenes):
+                if index in finished:
+                    continue
+                best: tuple[float, int, np.ndarray] | None = None
+                for frame_no in candidate_frames(scene):
+                    capture.set(cv2.CAP_PROP_POS_FRAMES, frame_no)
+                    ok, image = capture.read()
+                    if not ok:
+                        continue
+                    score = sharpness(image)
+                    if best is None or score > best[0]:
+                        best = (score, frame_no, image)
+                if best is not None:
+                    name = f"keyframes/scene-{index:04d}.jpg"
+                    cv2.imwrite(
+                        str(self._workspaces.file(input.workspace, name)), best[2],
+                        [cv2.IMWRITE_JPEG_QUALITY, 92],
+                    )
+                    done.append(KeyframeFile(
+                        scene_index=index,
+                        keyframe=KeyFrame(time_s=round(best[1] / input.fps, 3), frame=best[1]),
+                        image_file=name,
+                    ))
+                report(ActivityProgress(
+                    stage=Stage.KEYFRAMES,
+                    fraction=(index + 1) / len(input.scenes),
+                    done=index + 1, total=len(input.scenes), unit="scenes",
+                    resume={"keyframes": [kf.model_dump() for kf in done]},
+                ))
+        finally:
+            capture.release()
+        done.sort(key=lambda kf: kf.scene_index)
+        log().info("keyframes.extracted", count=len(done), scenes=len(input.scenes))
+        return ExtractKeyframesResult(keyframes=done)

