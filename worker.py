@@ -87,15 +87,23 @@ def build_activities(settings: Settings, models: Models) -> tuple[list[object], 
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event, ready_file: Path | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    ready_file: Path | None = None,
+    models: Models | None = None,
 ) -> None:
-    """Poll both queues until ``stop`` is set, then finish in-flight work briefly."""
+    """Poll both queues until ``stop`` is set, then finish in-flight work briefly.
+
+    ``models`` lets several workers of one process (tests) share loaded models.
+    """
     client = await connect(settings)
-    models = Models(settings)
-    started = asyncio.get_running_loop().time()
-    await asyncio.to_thread(models.preload)
-    log.info("worker.models_loaded", seconds=round(asyncio.get_running_loop().time() - started, 2),
-             ocr=settings.ocr_engine, whisper=settings.whisper_model)
+    if models is None:
+        models = Models(settings)
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(models.preload)
+        log.info("worker.models_loaded",
+                 seconds=round(asyncio.get_running_loop().time() - started, 2),
+                 ocr=settings.ocr_engine, whisper=settings.whisper_model)
     shared_activities, host_activities = build_activities(settings, models)
     executor = ThreadPoolExecutor(
         max_workers=settings.max_concurrent_activities + 1, thread_name_prefix="activity"

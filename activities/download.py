@@ -116,6 +116,11 @@ def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
                 type=ErrorKind.DOWNLOAD_FAILED,
             )
     message = str(exc).removeprefix("ERROR: ")
+    if "Did not get any data blocks" in message:
+        return ApplicationError(
+            f"download: {url} answered with an empty file (0 bytes); check the link",
+            type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+        )
     retryable = not isinstance(exc, ExtractorError) and "Unsupported URL" not in message
     return ApplicationError(
         f"download: could not fetch {url}: {message}",

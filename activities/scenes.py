@@ -65,11 +65,14 @@ class SceneActivities:
                 min_scene_len=input.min_scene_len_frames or self._min_scene_len_frames,
             )
         )
+        def cuts_so_far() -> list[int]:
+            return cuts + [start.frame_num for start, _ in manager.get_scene_list()[1:]]
+
         chunk = max(1, round(CHUNK_SECONDS * fps))
         while True:
             processed = manager.detect_scenes(video=video, duration=chunk)
             position = video.frame_number
-            found = cuts + [c.frame_num for c in manager.get_cut_list()]
+            found = cuts_so_far()
             report(ActivityProgress(
                 stage=Stage.SCENES,
                 fraction=min(position / total, 1.0) if total else 0.0,
@@ -78,7 +81,7 @@ class SceneActivities:
             ))
             if processed < chunk:
                 break
-        all_cuts = cuts + [c.frame_num for c in manager.get_cut_list()]
+        all_cuts = cuts_so_far()
         end_frame = max(video.frame_number, total or 0)
         if end_frame <= 0:
             raise ApplicationError(

@@ -1,0 +1,245 @@
+"""The `reelscope` command.
+
+- ``reelscope up [--demo]``: the embedded stack (Temporal dev server + UI, worker, API).
+- ``reelscope api``: the API alone, against any Temporal (``REELSCOPE_TEMPORAL_ADDRESS``).
+- ``reelscope worker``: a worker alone (same as ``python worker.py``).
+- ``reelscope sample PATH``: write the bundled sample video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reelscope.settings import Settings
+from reelscope.stack import Stack, StackError
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value for key, value in {
+            "api_port": getattr(args, "api_port", None),
+            "temporal_port": getattr(args, "temporal_port", None),
+            "ui_port": getattr(args, "ui_port", None),
+            "data_dir": getattr(args, "data_dir", None),
+        }.items() if value is not None
+    }
+    return Settings(**overrides)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve_folder(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``folder`` on a free loopback port, in a daemon thread (network: loopback)."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _format_status(status: dict[str, Any]) -> str:
+    parts = []
+    for item in status["items"]:
+        running = [s for s in item["stages"] if s["state"] == "running"]
+        stages = ", ".join(
+            f"{s['stage']} {s['progress']:.0%}" + (f" ({s['detail']})" if s.get("detail") else "")
+            for s in running
+        ) or item["stage"]
+        parts.append(f"item {item['index']}: {item['state']} · {stages}")
+    return f"[{status['progress']:4.0%}] {status['state']} · " + " | ".join(parts)
+
+
+def print_result(result: dict[str, Any]) -> None:
+    print(f"\nResult of {result['job_id']}: {result['state']}")
+    for item in result["items"]:
+        print(f"\n  item {item['index']}  {item['source_url']}  [{item['state']}]")
+        if item.get("error"):
+            print(f"    error {item['error']['type']}: {item['error']['message']}")
+        meta = item.get("metadata")
+        if meta:
+            print(f"    {meta['duration_s']} s, {meta['width']}x{meta['height']} @ {meta['fps']} fps,"
+                  f" video {meta['video_codec']}, audio {meta['audio_codec']}")
+        if item.get("scenes"):
+            print(f"    {len(item['scenes'])} scenes:")
+            for scene in item["scenes"]:
+                text = "; ".join(f'"{t["text"]}"' for t in scene["text"]) or "-"
+                print(f"      #{scene['index']}  {scene['start_s']:7.2f}-{scene['end_s']:7.2f} s"
+                      f"  frames {scene['start_frame']}-{scene['end_frame']}  text: {text}")
+        transcript = item.get("transcript")
+        if transcript:
+            said = transcript["text"] or f"({transcript.get('note')})"
+            print(f"    transcript [{transcript.get('language')}]: {said}")
+        for note in item.get("notes", []):
+            print(f"    note: {note}")
+
+
+def run_demo(stack: Stack) -> bool:
+    """Process the bundled sample through the API and print its result."""
+    from reelscope.sample import make_sample
+
+    folder = stack.data_dir / "sample"
+    video = folder / "reelscope-sample.mp4"
+    if not video.exists():
+        print("  rendering the bundled sample video ...")
+        make_sample(video)
+    server, base = serve_folder(folder)
+    try:
+        url = f"{base}/{video.name}"
+        print(f"\nSubmitting the sample: POST {stack.api_url}/v1/jobs {{\"url\": \"{url}\"}}")
+        with httpx.Client(base_url=stack.api_url, timeout=10) as api:
+            accepted = api.post("/v1/jobs", json={"url": url})
+            accepted.raise_for_status()
+            job_id = accepted.json()["job_id"]
+            print(f"  job {job_id}; watch it live at {stack.job_ui_url(job_id)}")
+            started, last = time.monotonic(), ""
+            while True:
+                status = api.get(f"/v1/jobs/{job_id}").json()
+                line = _format_status(status)
+                if line != last:
+                    print(f"  {line}")
+                    last = line
+                if status["state"] != "running":
+                    break
+                if time.monotonic() - started > 600:
+                    print("  the sample did not finish in 10 minutes; see the logs in "
+                          f"{stack.logs_dir}")
+                    return False
+                time.sleep(0.5)
+            result = api.get(f"/v1/jobs/{job_id}/result").json()
+        (folder / "result.json").write_text(httpx.Response(200, json=result).text)
+        print_result(result)
+        print(f"\n  took {time.monotonic() - started:.1f} s end to end")
+        print(f"  full JSON:   {stack.api_url}/v1/jobs/{job_id}/result  (also {folder / 'result.json'})")
+        print(f"  Web UI:      {stack.job_ui_url(job_id)}")
+        print(f"  CLI query:   temporal workflow query --address 127.0.0.1:"
+              f"{stack.settings.temporal_port} --workflow-id {job_id} --name progress")
+        return bool(result["state"] == "succeeded")
+    finally:
+        server.shutdown()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    stack = Stack(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"Reelscope: starting the embedded stack (data in {stack.data_dir})")
+    code = 0
+    try:
+        stack.start()
+        print(
+            "\nReelscope is up:\n"
+            f"  API          {stack.api_url}\n"
+            f"  API docs     {stack.api_url}/docs\n"
+            f"  Temporal UI  {stack.ui_url}\n"
+            f"  Temporal     127.0.0.1:{settings.temporal_port} (namespace "
+            f"{settings.temporal_namespace})\n"
+            f"  Logs         {stack.logs_dir}/{{temporal,worker,api}}.log\n"
+        )
+        if args.demo:
+            ok = run_demo(stack)
+            code = 0 if ok else 1
+            if args.exit_after_demo:
+                return code
+        print("\nPress Ctrl-C to stop.")
+        while not stop.is_set():
+            dead = stack.dead_child()
+            if dead is not None:
+                print(f"\n{dead.name} stopped unexpectedly; its log ({dead.log_path}) ends:\n"
+                      f"{dead.log_tail()}", file=sys.stderr)
+                return 1
+            stop.wait(0.5)
+        print("\nStopping ...")
+        return code
+    except StackError as err:
+        print(f"\nCould not start the stack: {err}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+        print("Stopped: API, worker and Temporal dev server.")
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+    from reelscope.logs import configure_logging
+
+    settings = _settings_from(args)
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
+                log_level="warning")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import worker
+
+    sys.argv = [sys.argv[0]]
+    worker.main()
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from reelscope.sample import make_sample
+
+    print(make_sample(Path(args.path)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reelscope", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="Run Temporal dev server + UI, a worker and the API.")
+    up.add_argument("--api-port", type=int, help="API port (REELSCOPE_API_PORT, 8000).")
+    up.add_argument("--temporal-port", type=int,
+                    help="Temporal frontend port (REELSCOPE_TEMPORAL_PORT, 7233).")
+    up.add_argument("--ui-port", type=int, help="Temporal Web UI port (REELSCOPE_UI_PORT, 8233).")
+    up.add_argument("--data-dir", type=Path,
+                    help="SQLite, workspaces and logs (REELSCOPE_DATA_DIR, ./.reelscope).")
+    up.add_argument("--demo", action="store_true",
+                    help="Process the bundled sample video and print its result.")
+    up.add_argument("--exit-after-demo", action="store_true",
+                    help="With --demo: stop the stack once the sample is done.")
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="Run the API alone.")
+    api.add_argument("--api-port", type=int)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="Run a worker alone.")
+    worker.set_defaults(func=cmd_worker)
+
+    sample = sub.add_parser("sample", help="Write the bundled sample video.")
+    sample.add_argument("path")
+    sample.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

