@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 from temporalio.worker import Worker
@@ -53,13 +55,15 @@ class Models:
             ),
             default=settings.ocr_engine,
         )
-        self.whisper = WhisperModels(WhisperSettings(
-            default_model=settings.whisper_model,
-            models=settings.whisper_models,
-            compute_type=settings.whisper_compute_type,
-            beam_size=settings.whisper_beam_size,
-            threads=settings.whisper_threads,
-        ))
+        self.whisper = WhisperModels(
+            WhisperSettings(
+                default_model=settings.whisper_model,
+                models=settings.whisper_models,
+                compute_type=settings.whisper_compute_type,
+                beam_size=settings.whisper_beam_size,
+                threads=settings.whisper_threads,
+            )
+        )
 
     def preload(self) -> None:
         """Load the default models now, so the first job does not pay for it."""
@@ -67,20 +71,28 @@ class Models:
         self.ocr.get(None)
 
 
-def build_activities(settings: Settings, models: Models) -> tuple[list[object], list[object]]:
+def build_activities(
+    settings: Settings, models: Models
+) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
     """(shared-queue activities, host-queue activities)."""
     workspaces = Workspaces(settings.workspaces_dir)
     workspace = WorkspaceActivities(workspaces, settings.host_task_queue)
-    host = [
-        DownloadActivities(workspaces, settings.data_dir, settings.max_download_bytes,
-                           settings.download_socket_timeout_s).download_media,
+    host: list[Callable[..., Any]] = [
+        DownloadActivities(
+            workspaces,
+            settings.data_dir,
+            settings.max_download_bytes,
+            settings.download_socket_timeout_s,
+        ).download_media,
         ProbeActivities(workspaces).probe_media,
-        SceneActivities(workspaces, settings.scene_threshold,
-                        settings.min_scene_len_frames).detect_scenes,
+        SceneActivities(
+            workspaces, settings.scene_threshold, settings.min_scene_len_frames
+        ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr).ocr_keyframes,
-        TranscribeActivities(workspaces, models.whisper,
-                             settings.whisper_beam_size).transcribe_audio,
+        TranscribeActivities(
+            workspaces, models.whisper, settings.whisper_beam_size
+        ).transcribe_audio,
         workspace.remove_workspace,
     ]
     return [workspace.route_item], host
@@ -101,9 +113,12 @@ async def run_worker(
         models = Models(settings)
         started = asyncio.get_running_loop().time()
         await asyncio.to_thread(models.preload)
-        log.info("worker.models_loaded",
-                 seconds=round(asyncio.get_running_loop().time() - started, 2),
-                 ocr=settings.ocr_engine, whisper=settings.whisper_model)
+        log.info(
+            "worker.models_loaded",
+            seconds=round(asyncio.get_running_loop().time() - started, 2),
+            ocr=settings.ocr_engine,
+            whisper=settings.whisper_model,
+        )
     shared_activities, host_activities = build_activities(settings, models)
     executor = ThreadPoolExecutor(
         max_workers=settings.max_concurrent_activities + 1, thread_name_prefix="activity"
@@ -113,16 +128,27 @@ async def run_worker(
         "graceful_shutdown_timeout": timedelta(seconds=5),
     }
     shared = Worker(
-        client, task_queue=settings.task_queue, workflows=[MediaJobWorkflow],
-        activities=shared_activities, max_concurrent_activities=2, **common,  # type: ignore[arg-type]
+        client,
+        task_queue=settings.task_queue,
+        workflows=[MediaJobWorkflow],
+        activities=shared_activities,
+        max_concurrent_activities=2,
+        **common,  # type: ignore[arg-type]
     )
     host = Worker(
-        client, task_queue=settings.host_task_queue, activities=host_activities,
-        max_concurrent_activities=settings.max_concurrent_activities, **common,  # type: ignore[arg-type]
+        client,
+        task_queue=settings.host_task_queue,
+        activities=host_activities,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        **common,  # type: ignore[arg-type]
     )
     async with shared, host:
-        log.info("worker.started", task_queue=settings.task_queue,
-                 host_task_queue=settings.host_task_queue, temporal=settings.temporal_address)
+        log.info(
+            "worker.started",
+            task_queue=settings.task_queue,
+            host_task_queue=settings.host_task_queue,
+            temporal=settings.temporal_address,
+        )
         if ready_file is not None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.write_text("ready\n")

@@ -66,7 +66,11 @@ def _causes(exc: BaseException) -> list[BaseException]:
         seen.append(current)
         nxt: BaseException | None = None
         exc_info = getattr(current, "exc_info", None)
-        if isinstance(exc_info, tuple) and len(exc_info) > 1 and isinstance(exc_info[1], BaseException):
+        if (
+            isinstance(exc_info, tuple)
+            and len(exc_info) > 1
+            and isinstance(exc_info[1], BaseException)
+        ):
             nxt = exc_info[1]
         current = nxt or current.__cause__ or current.__context__
     return seen
@@ -79,7 +83,8 @@ def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
             return ApplicationError(
                 f"download: {url} is larger than the {cause.args[0]} byte limit; "
                 "send a shorter or lower-resolution file",
-                type=ErrorKind.MEDIA_TOO_LARGE, non_retryable=True,
+                type=ErrorKind.MEDIA_TOO_LARGE,
+                non_retryable=True,
             )
         if isinstance(cause, HTTPError):
             status = cause.status
@@ -87,13 +92,15 @@ def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
                 return ApplicationError(
                     f"download: the server answered {status} for {url}; check that the link "
                     "is correct and still online",
-                    type=ErrorKind.NOT_FOUND, non_retryable=True,
+                    type=ErrorKind.NOT_FOUND,
+                    non_retryable=True,
                 )
             if status in (401, 403):
                 return ApplicationError(
                     f"download: the server refused access ({status}) to {url}; the media may "
                     "be private or need a login",
-                    type=ErrorKind.DOWNLOAD_FAILED, non_retryable=True,
+                    type=ErrorKind.DOWNLOAD_FAILED,
+                    non_retryable=True,
                 )
             if status == 429 or status >= 500:
                 return ApplicationError(
@@ -102,13 +109,15 @@ def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
                 )
             return ApplicationError(
                 f"download: the server answered {status} for {url}",
-                type=ErrorKind.DOWNLOAD_FAILED, non_retryable=True,
+                type=ErrorKind.DOWNLOAD_FAILED,
+                non_retryable=True,
             )
         if isinstance(cause, UnsupportedError):
             return ApplicationError(
                 f"download: no video found at {url}; link a video file or a page of a "
                 "supported site",
-                type=ErrorKind.UNSUPPORTED_URL, non_retryable=True,
+                type=ErrorKind.UNSUPPORTED_URL,
+                non_retryable=True,
             )
         if isinstance(cause, TransportError):
             return ApplicationError(
@@ -119,12 +128,14 @@ def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
     if "Did not get any data blocks" in message:
         return ApplicationError(
             f"download: {url} answered with an empty file (0 bytes); check the link",
-            type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+            type=ErrorKind.CORRUPT_MEDIA,
+            non_retryable=True,
         )
     retryable = not isinstance(exc, ExtractorError) and "Unsupported URL" not in message
     return ApplicationError(
         f"download: could not fetch {url}: {message}",
-        type=ErrorKind.DOWNLOAD_FAILED, non_retryable=not retryable,
+        type=ErrorKind.DOWNLOAD_FAILED,
+        non_retryable=not retryable,
     )
 
 
@@ -151,11 +162,15 @@ class DownloadActivities:
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             if done > max_bytes or (total and total > max_bytes):
                 raise _TooLarge(max_bytes)
-            report(ActivityProgress(
-                stage=Stage.DOWNLOAD,
-                fraction=min(done / total, 1.0) if total else 0.0,
-                done=done, total=int(total) if total else None, unit="bytes",
-            ))
+            report(
+                ActivityProgress(
+                    stage=Stage.DOWNLOAD,
+                    fraction=min(done / total, 1.0) if total else 0.0,
+                    done=done,
+                    total=int(total) if total else None,
+                    unit="bytes",
+                )
+            )
 
         options: dict[str, Any] = {
             "outtmpl": {"default": str(workspace / f"{MEDIA_STEM}.%(ext)s")},
@@ -184,7 +199,8 @@ class DownloadActivities:
         if info is None:
             raise ApplicationError(
                 f"download: nothing to download at {input.url}",
-                type=ErrorKind.UNSUPPORTED_URL, non_retryable=True,
+                type=ErrorKind.UNSUPPORTED_URL,
+                non_retryable=True,
             )
         media = _downloaded_file(info, workspace)
         if media is None:
@@ -192,7 +208,8 @@ class DownloadActivities:
             raise ApplicationError(
                 f"download: {input.url} was not saved; it is probably larger than the "
                 f"{max_bytes} byte limit",
-                type=ErrorKind.MEDIA_TOO_LARGE, non_retryable=True,
+                type=ErrorKind.MEDIA_TOO_LARGE,
+                non_retryable=True,
             )
         size = media.stat().st_size
         log().info("download.done", url=input.url, bytes=size, extractor=info.get("extractor"))
@@ -210,7 +227,8 @@ def _downloaded_file(info: dict[str, Any], workspace: Path) -> Path | None:
         if path and Path(path).is_file():
             return Path(path)
     candidates = [
-        p for p in workspace.glob(f"{MEDIA_STEM}.*")
+        p
+        for p in workspace.glob(f"{MEDIA_STEM}.*")
         if p.is_file() and not p.name.endswith((".part", ".ytdl"))
     ]
     return candidates[0] if candidates else None

@@ -49,7 +49,7 @@ class FrameActivities:
         done: list[KeyframeFile] = []
         previous = resumed(Stage.KEYFRAMES)
         if previous:
-            for raw in previous.resume.get("keyframes", []):  # type: ignore[union-attr]
+            for raw in previous.resume.get("keyframes", []):
                 kf = KeyframeFile.model_validate(raw)
                 if self._workspaces.file(input.workspace, kf.image_file).is_file():
                     done.append(kf)
@@ -59,7 +59,8 @@ class FrameActivities:
         if not capture.isOpened():
             raise ApplicationError(
                 "keyframes: the video cannot be opened for decoding",
-                type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+                type=ErrorKind.CORRUPT_MEDIA,
+                non_retryable=True,
             )
         try:
             for index, scene in enumerate(input.scenes):
@@ -77,20 +78,27 @@ class FrameActivities:
                 if best is not None:
                     name = f"keyframes/scene-{index:04d}.jpg"
                     cv2.imwrite(
-                        str(self._workspaces.file(input.workspace, name)), best[2],
+                        str(self._workspaces.file(input.workspace, name)),
+                        best[2],
                         [cv2.IMWRITE_JPEG_QUALITY, 92],
                     )
-                    done.append(KeyframeFile(
-                        scene_index=index,
-                        keyframe=KeyFrame(time_s=round(best[1] / input.fps, 3), frame=best[1]),
-                        image_file=name,
-                    ))
-                report(ActivityProgress(
-                    stage=Stage.KEYFRAMES,
-                    fraction=(index + 1) / len(input.scenes),
-                    done=index + 1, total=len(input.scenes), unit="scenes",
-                    resume={"keyframes": [kf.model_dump() for kf in done]},
-                ))
+                    done.append(
+                        KeyframeFile(
+                            scene_index=index,
+                            keyframe=KeyFrame(time_s=round(best[1] / input.fps, 3), frame=best[1]),
+                            image_file=name,
+                        )
+                    )
+                report(
+                    ActivityProgress(
+                        stage=Stage.KEYFRAMES,
+                        fraction=(index + 1) / len(input.scenes),
+                        done=index + 1,
+                        total=len(input.scenes),
+                        unit="scenes",
+                        resume={"keyframes": [kf.model_dump() for kf in done]},
+                    )
+                )
         finally:
             capture.release()
         done.sort(key=lambda kf: kf.scene_index)

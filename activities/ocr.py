@@ -102,11 +102,13 @@ class PaddleOcrEngine(OcrEngine):
         from paddleocr import PaddleOCR
 
         det_dir = settings.det_model_dir or prepare_paddle_model_dir(
-            settings.det_model_name, _bundled_onnx("PP-OCRv6_det_small.onnx"),
+            settings.det_model_name,
+            _bundled_onnx("PP-OCRv6_det_small.onnx"),
             settings.cache_dir / settings.det_model_name,
         )
         rec_dir = settings.rec_model_dir or prepare_paddle_model_dir(
-            settings.rec_model_name, _bundled_onnx("PP-OCRv6_rec_small.onnx"),
+            settings.rec_model_name,
+            _bundled_onnx("PP-OCRv6_rec_small.onnx"),
             settings.cache_dir / settings.rec_model_name,
         )
         self._ocr = PaddleOCR(
@@ -141,16 +143,18 @@ class RapidOcrEngine(OcrEngine):
     def __init__(self, settings: OcrSettings) -> None:
         from rapidocr import RapidOCR
 
-        self._ocr = RapidOCR(params={
-            "Global.use_cls": False,
-            "Global.log_level": "error",
-            "Global.text_score": settings.rec_score_thresh,
-            "Det.limit_side_len": settings.det_limit_side_len,
-            "EngineConfig.onnxruntime.intra_op_num_threads": settings.threads,
-        })
+        self._ocr = RapidOCR(
+            params={
+                "Global.use_cls": False,
+                "Global.log_level": "error",
+                "Global.text_score": settings.rec_score_thresh,
+                "Det.limit_side_len": settings.det_limit_side_len,
+                "EngineConfig.onnxruntime.intra_op_num_threads": settings.threads,
+            }
+        )
 
     def read(self, image: np.ndarray) -> list[RecognizedLine]:
-        result = self._ocr(image)
+        result: Any = self._ocr(image)
         if result.txts is None or result.boxes is None:
             return []
         return [
@@ -174,7 +178,8 @@ class OcrEngines:
         if name not in ENGINES:
             raise ApplicationError(
                 f"ocr: unknown engine {name!r}; choose one of {', '.join(ENGINES)}",
-                type=ErrorKind.MODEL_UNAVAILABLE, non_retryable=True,
+                type=ErrorKind.MODEL_UNAVAILABLE,
+                non_retryable=True,
             )
         with self._lock:
             if name not in self._engines:
@@ -196,7 +201,7 @@ class OcrActivities:
         frames: list[FrameText] = []
         previous = resumed(Stage.OCR)
         if previous:
-            frames = [FrameText.model_validate(f) for f in previous.resume.get("frames", [])]  # type: ignore[union-attr]
+            frames = [FrameText.model_validate(f) for f in previous.resume.get("frames", [])]
             log().info("ocr.resumed", frames_done=len(frames))
         done = {f.scene_index for f in frames}
         for position, keyframe in enumerate(input.keyframes):
@@ -210,20 +215,29 @@ class OcrActivities:
                 )
             lines = [
                 TextLine(
-                    text=line.text, confidence=round(line.confidence, 4),
+                    text=line.text,
+                    confidence=round(line.confidence, 4),
                     box=[[round(x, 1), round(y, 1)] for x, y in line.box],
                     time_s=keyframe.keyframe.time_s,
                 )
                 for line in engine.read(image)
             ]
             frames.append(FrameText(scene_index=keyframe.scene_index, lines=lines))
-            report(ActivityProgress(
-                stage=Stage.OCR,
-                fraction=(position + 1) / len(input.keyframes),
-                done=position + 1, total=len(input.keyframes), unit="frames",
-                resume={"frames": [f.model_dump() for f in frames]},
-            ))
+            report(
+                ActivityProgress(
+                    stage=Stage.OCR,
+                    fraction=(position + 1) / len(input.keyframes),
+                    done=position + 1,
+                    total=len(input.keyframes),
+                    unit="frames",
+                    resume={"frames": [f.model_dump() for f in frames]},
+                )
+            )
         frames.sort(key=lambda f: f.scene_index)
-        log().info("ocr.done", engine=engine.name, frames=len(frames),
-                   lines=sum(len(f.lines) for f in frames))
+        log().info(
+            "ocr.done",
+            engine=engine.name,
+            frames=len(frames),
+            lines=sum(len(f.lines) for f in frames),
+        )
         return OcrResult(engine=engine.name, frames=frames)

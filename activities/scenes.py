@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from scenedetect import ContentDetector, SceneManager, open_video
 from scenedetect.backends.opencv import VideoOpenFailure
 from temporalio import activity
@@ -22,10 +24,12 @@ def spans_from_cuts(cuts: list[int], total_frames: int, fps: float) -> list[Scen
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < total_frames), total_frames]
     return [
         SceneSpan(
-            start_frame=start, end_frame=end,
-            start_s=round(start / fps, 3), end_s=round(end / fps, 3),
+            start_frame=start,
+            end_frame=end,
+            start_s=round(start / fps, 3),
+            end_s=round(end / fps, 3),
         )
-        for start, end in zip(bounds, bounds[1:], strict=False)
+        for start, end in pairwise(bounds)
         if end > start
     ]
 
@@ -46,14 +50,15 @@ class SceneActivities:
         except (VideoOpenFailure, OSError) as exc:
             raise ApplicationError(
                 f"scenes: the video cannot be opened for decoding ({exc})",
-                type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+                type=ErrorKind.CORRUPT_MEDIA,
+                non_retryable=True,
             ) from None
         fps = float(video.frame_rate)
         total = video.duration.frame_num if video.duration is not None else None
         cuts: list[int] = []
         previous = resumed(Stage.SCENES)
         if previous and previous.done > 0:
-            cuts = [int(c) for c in previous.resume.get("cuts", [])]  # type: ignore[union-attr]
+            cuts = [int(c) for c in previous.resume.get("cuts", [])]
             video.seek(previous.done)
             log().info("scenes.resumed", from_frame=previous.done, cuts=len(cuts))
 
@@ -65,6 +70,7 @@ class SceneActivities:
                 min_scene_len=input.min_scene_len_frames or self._min_scene_len_frames,
             )
         )
+
         def cuts_so_far() -> list[int]:
             return cuts + [start.frame_num for start, _ in manager.get_scene_list()[1:]]
 
@@ -73,19 +79,24 @@ class SceneActivities:
             processed = manager.detect_scenes(video=video, duration=chunk)
             position = video.frame_number
             found = cuts_so_far()
-            report(ActivityProgress(
-                stage=Stage.SCENES,
-                fraction=min(position / total, 1.0) if total else 0.0,
-                done=position, total=total, unit="frames",
-                resume={"cuts": found},
-            ))
+            report(
+                ActivityProgress(
+                    stage=Stage.SCENES,
+                    fraction=min(position / total, 1.0) if total else 0.0,
+                    done=position,
+                    total=total,
+                    unit="frames",
+                    resume={"cuts": found},
+                )
+            )
             if processed < chunk:
                 break
         all_cuts = cuts_so_far()
         end_frame = max(video.frame_number, total or 0)
         if end_frame <= 0:
             raise ApplicationError(
-                "scenes: no frame could be decoded", type=ErrorKind.CORRUPT_MEDIA,
+                "scenes: no frame could be decoded",
+                type=ErrorKind.CORRUPT_MEDIA,
                 non_retryable=True,
             )
         scenes = spans_from_cuts(all_cuts, end_frame, fps)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -20,6 +21,8 @@ from models.pipeline import ActivityProgress, TranscribeInput, TranscribeResult
 
 SAMPLE_RATE = 16_000
 SEGMENTS_FILE = "transcript.jsonl"
+#: Seconds of already-transcribed audio replayed before the resume point on a retry.
+OVERLAP_S = 1.5
 
 
 def bundled_whisper_path() -> Path:
@@ -58,7 +61,8 @@ class WhisperModels:
         raise ApplicationError(
             f"transcribe: unknown Whisper model {name!r}; this worker offers "
             f"{', '.join(sorted(known))} (add more with REELSCOPE_WHISPER_MODELS)",
-            type=ErrorKind.MODEL_UNAVAILABLE, non_retryable=True,
+            type=ErrorKind.MODEL_UNAVAILABLE,
+            non_retryable=True,
         )
 
     def get(self, name: str | None):  # -> faster_whisper.WhisperModel
@@ -68,7 +72,9 @@ class WhisperModels:
         with self._lock:
             if key not in self._models:
                 self._models[key] = WhisperModel(
-                    path, device="cpu", compute_type=self._settings.compute_type,
+                    path,
+                    device="cpu",
+                    compute_type=self._settings.compute_type,
                     cpu_threads=self._settings.threads,
                 )
             return key, self._models[key]
@@ -81,6 +87,42 @@ def _read_segments(path: Path, keep: int) -> list[TranscriptSegment]:
     for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
         segments.append(TranscriptSegment.model_validate_json(line))
     return segments
+
+
+def _segment_after(piece: Any, clip_start: float, committed: float) -> TranscriptSegment | None:
+    """A faster-whisper segment in media time, without the words (by their midpoint)
+    that lie before ``committed``; None when nothing is left."""
+    words = [
+        TranscriptWord(
+            start_s=round(w.start + clip_start, 3),
+            end_s=round(w.end + clip_start, 3),
+            word=w.word.strip(),
+            probability=round(w.probability, 4),
+        )
+        for w in piece.words or []
+        if (w.start + w.end) / 2 + clip_start >= committed
+    ]
+    if piece.words and not words:
+        return None
+    if not piece.words and piece.start + clip_start < committed:
+        return None
+    if words and len(words) < len(piece.words):
+        text = " ".join(w.word for w in words)
+        start_s = words[0].start_s
+    else:
+        text = piece.text.strip()
+        start_s = round(piece.start + clip_start, 3)
+    return TranscriptSegment(
+        start_s=start_s, end_s=round(piece.end + clip_start, 3), text=text, words=words
+    )
+
+
+def _resume_point(segment: TranscriptSegment) -> float:
+    """Where a retry starts listening: the end of the segment's last word. Segment end
+    times run late and would clip the first word of the next segment."""
+    if segment.words:
+        return min(segment.words[-1].end_s, segment.end_s)
+    return segment.end_s
 
 
 class TranscribeActivities:
@@ -110,20 +152,24 @@ class TranscribeActivities:
         previous = resumed(Stage.TRANSCRIBE)
         if previous and previous.done:
             segments = _read_segments(jsonl, previous.done)
-            offset = float(previous.resume.get("offset_s", 0.0))  # type: ignore[arg-type]
+            offset = float(previous.resume.get("offset_s", 0.0))
             log().info("transcribe.resumed", segments=len(segments), offset_s=offset)
         try:
             audio = decode_audio(str(media), sampling_rate=SAMPLE_RATE)
         except Exception as exc:  # PyAV raises many kinds for broken audio
             raise ApplicationError(
                 f"transcribe: the audio track does not decode ({exc.__class__.__name__}: {exc})",
-                type=ErrorKind.CORRUPT_MEDIA, non_retryable=True,
+                type=ErrorKind.CORRUPT_MEDIA,
+                non_retryable=True,
             ) from None
         duration = len(audio) / SAMPLE_RATE
         language = input.language
         if offset < duration - 0.1:
+            # On a resume, the decoder hears OVERLAP_S of audio before the committed
+            # point for context; words from that overlap were already committed.
+            start = max(0.0, offset - OVERLAP_S) if segments else 0.0
             pieces, info = model.transcribe(
-                audio[int(offset * SAMPLE_RATE):],
+                audio[int(start * SAMPLE_RATE) :],
                 language=input.language,
                 beam_size=self._beam_size,
                 word_timestamps=True,
@@ -135,27 +181,22 @@ class TranscribeActivities:
                 for kept in segments:
                     sink.write(kept.model_dump_json() + "\n")
                 for piece in pieces:
-                    segment = TranscriptSegment(
-                        start_s=round(piece.start + offset, 3),
-                        end_s=round(piece.end + offset, 3),
-                        text=piece.text.strip(),
-                        words=[
-                            TranscriptWord(
-                                start_s=round(w.start + offset, 3), end_s=round(w.end + offset, 3),
-                                word=w.word.strip(), probability=round(w.probability, 4),
-                            )
-                            for w in piece.words or []
-                        ],
-                    )
+                    segment = _segment_after(piece, start, offset if segments else 0.0)
+                    if segment is None:
+                        continue
                     segments.append(segment)
                     sink.write(segment.model_dump_json() + "\n")
                     sink.flush()
-                    report(ActivityProgress(
-                        stage=Stage.TRANSCRIBE,
-                        fraction=min(segment.end_s / duration, 1.0) if duration else 0.0,
-                        done=len(segments), total=None, unit="segments",
-                        resume={"offset_s": segment.end_s, "language": language},
-                    ))
+                    report(
+                        ActivityProgress(
+                            stage=Stage.TRANSCRIBE,
+                            fraction=min(segment.end_s / duration, 1.0) if duration else 0.0,
+                            done=len(segments),
+                            total=None,
+                            unit="segments",
+                            resume={"offset_s": _resume_point(segment), "language": language},
+                        )
+                    )
         elif previous:
             language = str(previous.resume.get("language") or language or "") or None
         transcript = Transcript(
@@ -164,6 +205,7 @@ class TranscribeActivities:
             segments=segments,
             note=None if segments else "no speech was detected",
         )
-        log().info("transcribe.done", segments=len(segments), audio_s=round(duration, 2),
-                   model=model_name)
+        log().info(
+            "transcribe.done", segments=len(segments), audio_s=round(duration, 2), model=model_name
+        )
         return TranscribeResult(transcript=transcript, model=model_name)

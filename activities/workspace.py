@@ -3,6 +3,7 @@ holds that disk, and clean-up."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -28,7 +29,8 @@ class Workspaces:
         if not _SAFE_ID.match(ref.job_id) or ref.item_index < 0:
             raise ApplicationError(
                 f"invalid workspace {ref.job_id!r}/{ref.item_index}",
-                type=ErrorKind.INTERNAL, non_retryable=True,
+                type=ErrorKind.INTERNAL,
+                non_retryable=True,
             )
         return self.root / ref.job_id / str(ref.item_index)
 
@@ -53,10 +55,9 @@ class Workspaces:
         existed = path.exists()
         shutil.rmtree(path, ignore_errors=True)
         job_dir = path.parent
-        try:
+        # Other items of the job may still hold files there, or it is already gone.
+        with contextlib.suppress(OSError):
             job_dir.rmdir()
-        except OSError:
-            pass  # other items of the job still hold files, or it is already gone
         return existed
 
 

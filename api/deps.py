@@ -29,9 +29,11 @@ async def get_client(request: Request) -> Client:
                 except Exception as exc:
                     raise HTTPException(
                         503,
-                        detail={"type": "TemporalUnavailable",
-                                "message": f"cannot reach Temporal at "
-                                           f"{state.settings.temporal_address}: {exc}"},
+                        detail={
+                            "type": "TemporalUnavailable",
+                            "message": f"cannot reach Temporal at "
+                            f"{state.settings.temporal_address}: {exc}",
+                        },
                     ) from None
     client: Client = state.client
     return client

@@ -56,15 +56,18 @@ class JobOptions(BaseModel):
 
     stages: StageSwitches = Field(default_factory=StageSwitches)
     ocr_engine: Literal["paddleocr", "rapidocr"] | None = Field(
-        None, description="`paddleocr` or `rapidocr`; default from the worker's settings.",
+        None,
+        description="`paddleocr` or `rapidocr`; default from the worker's settings.",
         examples=["paddleocr"],
     )
     whisper_model: str | None = Field(
-        None, description="A Whisper model name the worker knows; default from its settings.",
+        None,
+        description="A Whisper model name the worker knows; default from its settings.",
         examples=["tiny.en"],
     )
     language: str | None = Field(
-        None, description="Spoken language code; None lets a multilingual model detect it.",
+        None,
+        description="Spoken language code; None lets a multilingual model detect it.",
         examples=["en"],
     )
 

@@ -3,6 +3,8 @@ item's workspace and small JSON travel through Temporal, never media bytes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from models.jobs import JobOptions, KeyFrame, MediaMetadata, Stage, TextLine, Transcript
@@ -132,7 +134,7 @@ class ActivityProgress(BaseModel):
     done: int = 0
     total: int | None = None
     unit: str = ""
-    resume: dict[str, object] = Field(default_factory=dict)
+    resume: dict[str, Any] = Field(default_factory=dict)
 
     def describe(self) -> str:
         if self.total:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import json
 import signal
 import sys
 import threading
@@ -26,12 +27,14 @@ from reelscope.stack import Stack, StackError
 
 def _settings_from(args: argparse.Namespace) -> Settings:
     overrides = {
-        key: value for key, value in {
+        key: value
+        for key, value in {
             "api_port": getattr(args, "api_port", None),
             "temporal_port": getattr(args, "temporal_port", None),
             "ui_port": getattr(args, "ui_port", None),
             "data_dir": getattr(args, "data_dir", None),
-        }.items() if value is not None
+        }.items()
+        if value is not None
     }
     return Settings(**overrides)
 
@@ -53,10 +56,14 @@ def _format_status(status: dict[str, Any]) -> str:
     parts = []
     for item in status["items"]:
         running = [s for s in item["stages"] if s["state"] == "running"]
-        stages = ", ".join(
-            f"{s['stage']} {s['progress']:.0%}" + (f" ({s['detail']})" if s.get("detail") else "")
-            for s in running
-        ) or item["stage"]
+        stages = (
+            ", ".join(
+                f"{s['stage']} {s['progress']:.0%}"
+                + (f" ({s['detail']})" if s.get("detail") else "")
+                for s in running
+            )
+            or item["stage"]
+        )
         parts.append(f"item {item['index']}: {item['state']} · {stages}")
     return f"[{status['progress']:4.0%}] {status['state']} · " + " | ".join(parts)
 
@@ -69,14 +76,18 @@ def print_result(result: dict[str, Any]) -> None:
             print(f"    error {item['error']['type']}: {item['error']['message']}")
         meta = item.get("metadata")
         if meta:
-            print(f"    {meta['duration_s']} s, {meta['width']}x{meta['height']} @ {meta['fps']} fps,"
-                  f" video {meta['video_codec']}, audio {meta['audio_codec']}")
+            print(
+                f"    {meta['duration_s']} s, {meta['width']}x{meta['height']} @ {meta['fps']} fps,"
+                f" video {meta['video_codec']}, audio {meta['audio_codec']}"
+            )
         if item.get("scenes"):
             print(f"    {len(item['scenes'])} scenes:")
             for scene in item["scenes"]:
                 text = "; ".join(f'"{t["text"]}"' for t in scene["text"]) or "-"
-                print(f"      #{scene['index']}  {scene['start_s']:7.2f}-{scene['end_s']:7.2f} s"
-                      f"  frames {scene['start_frame']}-{scene['end_frame']}  text: {text}")
+                print(
+                    f"      #{scene['index']}  {scene['start_s']:7.2f}-{scene['end_s']:7.2f} s"
+                    f"  frames {scene['start_frame']}-{scene['end_frame']}  text: {text}"
+                )
         transcript = item.get("transcript")
         if transcript:
             said = transcript["text"] or f"({transcript.get('note')})"
@@ -97,7 +108,7 @@ def run_demo(stack: Stack) -> bool:
     server, base = serve_folder(folder)
     try:
         url = f"{base}/{video.name}"
-        print(f"\nSubmitting the sample: POST {stack.api_url}/v1/jobs {{\"url\": \"{url}\"}}")
+        print(f'\nSubmitting the sample: POST {stack.api_url}/v1/jobs {{"url": "{url}"}}')
         with httpx.Client(base_url=stack.api_url, timeout=10) as api:
             accepted = api.post("/v1/jobs", json={"url": url})
             accepted.raise_for_status()
@@ -113,18 +124,23 @@ def run_demo(stack: Stack) -> bool:
                 if status["state"] != "running":
                     break
                 if time.monotonic() - started > 600:
-                    print("  the sample did not finish in 10 minutes; see the logs in "
-                          f"{stack.logs_dir}")
+                    print(
+                        "  the sample did not finish in 10 minutes; see the logs in "
+                        f"{stack.logs_dir}"
+                    )
                     return False
                 time.sleep(0.5)
             result = api.get(f"/v1/jobs/{job_id}/result").json()
-        (folder / "result.json").write_text(httpx.Response(200, json=result).text)
+        saved = folder / "result.json"
+        saved.write_text(json.dumps(result, indent=2))
         print_result(result)
         print(f"\n  took {time.monotonic() - started:.1f} s end to end")
-        print(f"  full JSON:   {stack.api_url}/v1/jobs/{job_id}/result  (also {folder / 'result.json'})")
+        print(f"  full JSON:   {stack.api_url}/v1/jobs/{job_id}/result  (also {saved})")
         print(f"  Web UI:      {stack.job_ui_url(job_id)}")
-        print(f"  CLI query:   temporal workflow query --address 127.0.0.1:"
-              f"{stack.settings.temporal_port} --workflow-id {job_id} --name progress")
+        print(
+            f"  CLI query:   temporal workflow query --address 127.0.0.1:"
+            f"{stack.settings.temporal_port} --workflow-id {job_id} --name progress"
+        )
         return bool(result["state"] == "succeeded")
     finally:
         server.shutdown()
@@ -162,8 +178,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         while not stop.is_set():
             dead = stack.dead_child()
             if dead is not None:
-                print(f"\n{dead.name} stopped unexpectedly; its log ({dead.log_path}) ends:\n"
-                      f"{dead.log_tail()}", file=sys.stderr)
+                print(
+                    f"\n{dead.name} stopped unexpectedly; its log ({dead.log_path}) ends:\n"
+                    f"{dead.log_tail()}",
+                    file=sys.stderr,
+                )
                 return 1
             stop.wait(0.5)
         print("\nStopping ...")
@@ -184,8 +203,9 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings.log_format, settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="warning")
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning"
+    )
     return 0
 
 
@@ -205,21 +225,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reelscope", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="reelscope", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="Run Temporal dev server + UI, a worker and the API.")
     up.add_argument("--api-port", type=int, help="API port (REELSCOPE_API_PORT, 8000).")
-    up.add_argument("--temporal-port", type=int,
-                    help="Temporal frontend port (REELSCOPE_TEMPORAL_PORT, 7233).")
+    up.add_argument(
+        "--temporal-port", type=int, help="Temporal frontend port (REELSCOPE_TEMPORAL_PORT, 7233)."
+    )
     up.add_argument("--ui-port", type=int, help="Temporal Web UI port (REELSCOPE_UI_PORT, 8233).")
-    up.add_argument("--data-dir", type=Path,
-                    help="SQLite, workspaces and logs (REELSCOPE_DATA_DIR, ./.reelscope).")
-    up.add_argument("--demo", action="store_true",
-                    help="Process the bundled sample video and print its result.")
-    up.add_argument("--exit-after-demo", action="store_true",
-                    help="With --demo: stop the stack once the sample is done.")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        help="SQLite, workspaces and logs (REELSCOPE_DATA_DIR, ./.reelscope).",
+    )
+    up.add_argument(
+        "--demo", action="store_true", help="Process the bundled sample video and print its result."
+    )
+    up.add_argument(
+        "--exit-after-demo",
+        action="store_true",
+        help="With --demo: stop the stack once the sample is done.",
+    )
     up.set_defaults(func=cmd_up)
 
     api = sub.add_parser("api", help="Run the API alone.")

@@ -28,13 +28,24 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
-        ])
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that are chatty at INFO.
-    for name in ("httpx", "paddlex", "paddleocr", "faster_whisper", "pyscenedetect", "uvicorn.access"):
+    for name in (
+        "httpx",
+        "paddlex",
+        "paddleocr",
+        "faster_whisper",
+        "pyscenedetect",
+        "uvicorn.access",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

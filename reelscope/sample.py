@@ -52,7 +52,13 @@ class SampleSpec:
         return sum(s.frames for s in self.shots)
 
 
-def _frame(spec: SampleSpec, shot: Shot, shot_index: int, t: int, font: ImageFont.ImageFont) -> bytes:
+def _frame(
+    spec: SampleSpec,
+    shot: Shot,
+    shot_index: int,
+    t: int,
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> bytes:
     """One RGB frame: a shaded background with a moving square, so shots are not static,
     and the shot's caption centred in the lower third."""
     y = np.linspace(0.6, 1.0, spec.height, dtype=np.float32)[:, None, None]
@@ -61,7 +67,7 @@ def _frame(spec: SampleSpec, shot: Shot, shot_index: int, t: int, font: ImageFon
     size = 60
     x0 = (40 + t * 3 + shot_index * 150) % (spec.width - size)
     y0 = 40 + (shot_index * 37) % 100
-    image[y0:y0 + size, x0:x0 + size] = (230, 230, 230)
+    image[y0 : y0 + size, x0 : x0 + size] = (230, 230, 230)
     if shot.text:
         pil = Image.fromarray(image)
         draw = ImageDraw.Draw(pil)
@@ -87,16 +93,50 @@ def make_sample(path: Path, spec: SampleSpec | None = None, ffmpeg: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     duration = spec.total_frames / spec.fps
     command = [
-        ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{spec.width}x{spec.height}",
-        "-r", str(spec.fps), "-i", "-",
-        "-i", str(speech_track()),
-        "-filter_complex", f"[1:a]apad,atrim=0:{duration}[a]",
-        "-map", "0:v", "-map", "[a]",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-        "-g", str(spec.fps * 2),
-        "-c:a", "aac", "-b:a", "96k", "-ar", "44100",
-        "-movflags", "+faststart", "-t", f"{duration}", str(path),
+        ffmpeg,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{spec.width}x{spec.height}",
+        "-r",
+        str(spec.fps),
+        "-i",
+        "-",
+        "-i",
+        str(speech_track()),
+        "-filter_complex",
+        f"[1:a]apad,atrim=0:{duration}[a]",
+        "-map",
+        "0:v",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(spec.fps * 2),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-ar",
+        "44100",
+        "-movflags",
+        "+faststart",
+        "-t",
+        f"{duration}",
+        str(path),
     ]
     font = ImageFont.load_default(size=44)
     process = subprocess.Popen(command, stdin=subprocess.PIPE)

@@ -24,10 +24,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REELSCOPE_", extra="ignore")
 
     # Where things run.
-    temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
+    temporal_address: str = Field(
+        "127.0.0.1:7233", description="host:port of the Temporal frontend."
+    )
     temporal_namespace: str = "default"
     task_queue: str = Field("reelscope", description="Shared queue for workflows and routing.")
-    data_dir: Path = Field(Path(".reelscope"), description="Workspaces and the dev server's SQLite.")
+    data_dir: Path = Field(
+        Path(".reelscope"), description="Workspaces and the dev server's SQLite."
+    )
 
     # Embedded stack (`reelscope up`).
     api_host: str = "127.0.0.1"

@@ -69,8 +69,12 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env}, start_new_session=True,
+            self.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         log.close()
@@ -129,31 +133,67 @@ class Stack:
     def start(self) -> None:
         s = self.settings
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for name, port in (("Temporal", s.temporal_port), ("Web UI", s.ui_port),
-                           ("API", s.api_port)):
+        for name, port in (
+            ("Temporal", s.temporal_port),
+            ("Web UI", s.ui_port),
+            ("API", s.api_port),
+        ):
             if port_open("127.0.0.1", port):
                 raise StackError(
                     f"port {port} ({name}) is already in use; stop what holds it or pick "
                     "another with --temporal-port/--ui-port/--api-port"
                 )
-        temporal = Child("temporal", [
-            temporal_binary(), "server", "start-dev",
-            "--ip", "127.0.0.1", "--port", str(s.temporal_port), "--ui-port", str(s.ui_port),
-            "--db-filename", str(self.data_dir / "temporal.db"),
-            "--namespace", s.temporal_namespace, "--log-level", "warn",
-        ], self.logs_dir / "temporal.log")
+        temporal = Child(
+            "temporal",
+            [
+                temporal_binary(),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(s.temporal_port),
+                "--ui-port",
+                str(s.ui_port),
+                "--db-filename",
+                str(self.data_dir / "temporal.db"),
+                "--namespace",
+                s.temporal_namespace,
+                "--log-level",
+                "warn",
+            ],
+            self.logs_dir / "temporal.log",
+        )
         self._launch(temporal, lambda: port_open("127.0.0.1", s.temporal_port), 60)
 
         ready_file = self.data_dir / "run" / "worker.ready"
         ready_file.unlink(missing_ok=True)
-        worker = Child("worker", [sys.executable, "-m", "worker", "--ready-file", str(ready_file)],
-                       self.logs_dir / "worker.log", self._env())
+        worker = Child(
+            "worker",
+            [sys.executable, "-m", "worker", "--ready-file", str(ready_file)],
+            self.logs_dir / "worker.log",
+            self._env(),
+        )
         self._launch(worker, ready_file.exists, 180)
 
-        api = Child("api", [
-            sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-            "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning",
-        ], self.logs_dir / "api.log", self._env())
+        api = Child(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:create_app",
+                "--factory",
+                "--host",
+                s.api_host,
+                "--port",
+                str(s.api_port),
+                "--log-level",
+                "warning",
+            ],
+            self.logs_dir / "api.log",
+            self._env(),
+        )
         self._launch(api, self._api_ready, 60)
 
     def _api_ready(self) -> bool:

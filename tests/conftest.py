@@ -47,10 +47,24 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     make_sample(folder / SAMPLE_NAME, sample_spec)
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-         "-i", "testsrc2=size=320x240:rate=25:duration=3", "-c:v", "libx264",
-         "-pix_fmt", "yuv420p", str(folder / "silent.mp4")],
-        check=True, timeout=60,
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=3",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(folder / "silent.mp4"),
+        ],
+        check=True,
+        timeout=60,
     )
     (folder / "page.mp4").write_text("<!doctype html><html><body>not a video</body></html>")
     (folder / "empty.mp4").write_bytes(b"")

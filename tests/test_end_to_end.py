@@ -61,7 +61,10 @@ async def wait_for_result(
 
 
 async def test_sample_video_end_to_end(
-    api: httpx.AsyncClient, worker: Settings, media_url: str, sample_spec: SampleSpec,
+    api: httpx.AsyncClient,
+    worker: Settings,
+    media_url: str,
+    sample_spec: SampleSpec,
     temporal_client: Client,
 ) -> None:
     job_id = await submit(api, f"{media_url}/{SAMPLE_NAME}")
@@ -145,8 +148,9 @@ async def test_missing_link_ends_with_not_found(
     assert workspace_files(worker) == []
 
 
-@pytest.mark.parametrize(("name", "kind"), [("page.mp4", "CorruptMedia"),
-                                            ("empty.mp4", "CorruptMedia")])
+@pytest.mark.parametrize(
+    ("name", "kind"), [("page.mp4", "CorruptMedia"), ("empty.mp4", "CorruptMedia")]
+)
 async def test_bad_media_ends_with_typed_error(
     api: httpx.AsyncClient, worker: Settings, media_url: str, name: str, kind: str
 ) -> None:

@@ -109,9 +109,14 @@ class MediaJobWorkflow:
         )
         self._publish()
         limit = asyncio.Semaphore(max(1, input.max_parallel_items))
-        items = list(await asyncio.gather(*(
-            self._process_item(job_id, i, url, input, limit) for i, url in enumerate(input.urls)
-        )))
+        items = list(
+            await asyncio.gather(
+                *(
+                    self._process_item(job_id, i, url, input, limit)
+                    for i, url in enumerate(input.urls)
+                )
+            )
+        )
         self._status.state = overall_state(items)
         self._publish()
         return JobResult(job_id=job_id, state=self._status.state, items=items)
@@ -128,10 +133,13 @@ class MediaJobWorkflow:
             queue: str | None = None
             try:
                 route = await workflow.execute_activity(
-                    "route_item", ref, result_type=RouteResult,
+                    "route_item",
+                    ref,
+                    result_type=RouteResult,
                     start_to_close_timeout=policies.ROUTE.start_to_close,
                     retry_policy=policies.ROUTE.retry,
-                    activity_id=f"{index}.route", summary=f"item {index}: route",
+                    activity_id=f"{index}.route",
+                    summary=f"item {index}: route",
                 )
                 queue = route.task_queue
                 await self._run_stages(ref, queue, url, input, item)
@@ -159,13 +167,22 @@ class MediaJobWorkflow:
     ) -> None:
         stages = input.options.stages
         download = await self._stage(
-            ref, queue, Stage.DOWNLOAD, "download_media",
-            DownloadInput(workspace=ref, url=url), DownloadResult, policies.DOWNLOAD,
+            ref,
+            queue,
+            Stage.DOWNLOAD,
+            "download_media",
+            DownloadInput(workspace=ref, url=url),
+            DownloadResult,
+            policies.DOWNLOAD,
         )
         probe = await self._stage(
-            ref, queue, Stage.PROBE, "probe_media",
+            ref,
+            queue,
+            Stage.PROBE,
+            "probe_media",
             ProbeInput(workspace=ref, media_file=download.media_file, title=download.title),
-            ProbeResult, policies.PROBE,
+            ProbeResult,
+            policies.PROBE,
         )
         item.metadata = probe.metadata
         duration = probe.metadata.duration_s
@@ -180,23 +197,45 @@ class MediaJobWorkflow:
                 item.notes.append("the media has no video stream: no scenes, key frames or OCR")
                 return []
             scenes = await self._stage(
-                ref, queue, Stage.SCENES, "detect_scenes",
+                ref,
+                queue,
+                Stage.SCENES,
+                "detect_scenes",
                 DetectScenesInput(workspace=ref, media_file=download.media_file),
-                DetectScenesResult, policies.SCENES, duration,
+                DetectScenesResult,
+                policies.SCENES,
+                duration,
             )
             keyframes = await self._stage(
-                ref, queue, Stage.KEYFRAMES, "extract_keyframes",
-                ExtractKeyframesInput(workspace=ref, media_file=download.media_file,
-                                      fps=scenes.fps, scenes=scenes.scenes),
-                ExtractKeyframesResult, policies.KEYFRAMES, duration,
+                ref,
+                queue,
+                Stage.KEYFRAMES,
+                "extract_keyframes",
+                ExtractKeyframesInput(
+                    workspace=ref,
+                    media_file=download.media_file,
+                    fps=scenes.fps,
+                    scenes=scenes.scenes,
+                ),
+                ExtractKeyframesResult,
+                policies.KEYFRAMES,
+                duration,
             )
             texts: dict[int, list[Any]] = {}
             if stages.ocr and keyframes.keyframes:
                 ocr = await self._stage(
-                    ref, queue, Stage.OCR, "ocr_keyframes",
-                    OcrInput(workspace=ref, keyframes=keyframes.keyframes,
-                             engine=input.options.ocr_engine),
-                    OcrResult, policies.OCR, duration,
+                    ref,
+                    queue,
+                    Stage.OCR,
+                    "ocr_keyframes",
+                    OcrInput(
+                        workspace=ref,
+                        keyframes=keyframes.keyframes,
+                        engine=input.options.ocr_engine,
+                    ),
+                    OcrResult,
+                    policies.OCR,
+                    duration,
                 )
                 texts = {frame.scene_index: frame.lines for frame in ocr.frames}
             else:
@@ -208,9 +247,13 @@ class MediaJobWorkflow:
                 frames_by_scene.setdefault(kf.scene_index, []).append(kf.keyframe)
             return [
                 Scene(
-                    index=i, start_s=span.start_s, end_s=span.end_s,
-                    start_frame=span.start_frame, end_frame=span.end_frame,
-                    keyframes=frames_by_scene.get(i, []), text=texts.get(i, []),
+                    index=i,
+                    start_s=span.start_s,
+                    end_s=span.end_s,
+                    start_frame=span.start_frame,
+                    end_frame=span.end_frame,
+                    keyframes=frames_by_scene.get(i, []),
+                    text=texts.get(i, []),
                 )
                 for i, span in enumerate(scenes.scenes)
             ]
@@ -221,12 +264,21 @@ class MediaJobWorkflow:
                 item.notes.append("transcription was switched off by options")
                 return None
             result = await self._stage(
-                ref, queue, Stage.TRANSCRIBE, "transcribe_audio",
-                TranscribeInput(workspace=ref, media_file=download.media_file,
-                                duration_s=duration, has_audio=probe.metadata.has_audio,
-                                model=input.options.whisper_model,
-                                language=input.options.language),
-                TranscribeResult, policies.TRANSCRIBE, duration,
+                ref,
+                queue,
+                Stage.TRANSCRIBE,
+                "transcribe_audio",
+                TranscribeInput(
+                    workspace=ref,
+                    media_file=download.media_file,
+                    duration_s=duration,
+                    has_audio=probe.metadata.has_audio,
+                    model=input.options.whisper_model,
+                    language=input.options.language,
+                ),
+                TranscribeResult,
+                policies.TRANSCRIBE,
+                duration,
             )
             return result.transcript
 
@@ -241,14 +293,24 @@ class MediaJobWorkflow:
         item.transcript = transcript
 
     async def _stage(
-        self, ref: WorkspaceRef, queue: str, stage: Stage, activity: str, arg: BaseModel,
-        result_type: type[R], policy: StagePolicy, duration_s: float | None = None,
+        self,
+        ref: WorkspaceRef,
+        queue: str,
+        stage: Stage,
+        activity: str,
+        arg: BaseModel,
+        result_type: type[R],
+        policy: StagePolicy,
+        duration_s: float | None = None,
     ) -> R:
         """Run one pinned activity, keeping the item's status current."""
         self._mark(ref.item_index, stage, ItemState.RUNNING)
         try:
             result = await workflow.execute_activity(
-                activity, arg, result_type=result_type, task_queue=queue,
+                activity,
+                arg,
+                result_type=result_type,
+                task_queue=queue,
                 start_to_close_timeout=policy.start_to_close_for(duration_s),
                 schedule_to_start_timeout=policy.schedule_to_start,
                 heartbeat_timeout=policy.heartbeat,
@@ -266,11 +328,14 @@ class MediaJobWorkflow:
     async def _cleanup(self, ref: WorkspaceRef, queue: str) -> None:
         try:
             await workflow.execute_activity(
-                "remove_workspace", ref, task_queue=queue,
+                "remove_workspace",
+                ref,
+                task_queue=queue,
                 start_to_close_timeout=policies.CLEANUP.start_to_close,
                 schedule_to_start_timeout=policies.CLEANUP.schedule_to_start,
                 retry_policy=policies.CLEANUP.retry,
-                activity_id=f"{ref.item_index}.cleanup", summary=f"item {ref.item_index}: cleanup",
+                activity_id=f"{ref.item_index}.cleanup",
+                summary=f"item {ref.item_index}: cleanup",
             )
         except ActivityError as err:
             # The worker holding the files is gone; its janitor removes them on restart.

@@ -64,22 +64,32 @@ DOWNLOAD = StagePolicy(
 )
 PROBE = StagePolicy(start_to_close=timedelta(minutes=2), heartbeat=None, retry=QUICK_RETRY)
 SCENES = StagePolicy(
-    start_to_close=timedelta(minutes=5), heartbeat=timedelta(seconds=60), retry=COMPUTE_RETRY,
+    start_to_close=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=60),
+    retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=2),
 )
 KEYFRAMES = StagePolicy(
-    start_to_close=timedelta(minutes=5), heartbeat=timedelta(seconds=60), retry=COMPUTE_RETRY,
+    start_to_close=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=60),
+    retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=1),
 )
 OCR = StagePolicy(
-    start_to_close=timedelta(minutes=10), heartbeat=timedelta(seconds=90), retry=COMPUTE_RETRY,
+    start_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(seconds=90),
+    retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=2),
 )
 TRANSCRIBE = StagePolicy(
-    start_to_close=timedelta(minutes=10), heartbeat=timedelta(seconds=90), retry=COMPUTE_RETRY,
+    start_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(seconds=90),
+    retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=3),
 )
 CLEANUP = StagePolicy(
-    start_to_close=timedelta(minutes=1), heartbeat=None, retry=QUICK_RETRY,
+    start_to_close=timedelta(minutes=1),
+    heartbeat=None,
+    retry=QUICK_RETRY,
     schedule_to_start=timedelta(minutes=5),
 )

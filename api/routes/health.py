@@ -22,7 +22,9 @@ async def healthz() -> Health:
 
 
 @router.get(
-    "/readyz", response_model=Health, summary="Temporal is reachable",
+    "/readyz",
+    response_model=Health,
+    summary="Temporal is reachable",
     responses={503: {"model": Health}},
 )
 async def readyz(request: Request) -> Health | JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.responses import JSONResponse
@@ -26,7 +27,9 @@ from workflows import STATUS_MEMO_KEY, WORKFLOW_NAME
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_NOT_FOUND = {404: {"model": ErrorInfo, "description": "No job with this id."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorInfo, "description": "No job with this id."}
+}
 
 
 def _not_found(job_id: str) -> HTTPException:
@@ -36,7 +39,9 @@ def _not_found(job_id: str) -> HTTPException:
 
 
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, response_model=JobAccepted,
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
     summary="Submit a link for processing",
 )
 async def submit_job(
@@ -50,12 +55,20 @@ async def submit_job(
     # The memo starts with the planned status, so GET answers before any worker ran.
     initial = JobStatus(
         job_id=job_id,
-        items=[ItemStatus(index=i, source_url=u, stages=[
-            StageProgress.model_validate(s) for s in _planned(job_input)
-        ]) for i, u in enumerate(job_input.urls)],
+        items=[
+            ItemStatus(
+                index=i,
+                source_url=u,
+                stages=[StageProgress.model_validate(s) for s in _planned(job_input)],
+            )
+            for i, u in enumerate(job_input.urls)
+        ],
     )
     await client.start_workflow(
-        WORKFLOW_NAME, job_input, id=job_id, task_queue=settings.task_queue,
+        WORKFLOW_NAME,
+        job_input,
+        id=job_id,
+        task_queue=settings.task_queue,
         memo={STATUS_MEMO_KEY: initial.model_dump(mode="json")},
         static_summary=f"Reelscope job: {url}",
         static_details=f"**Link:** {url}\n\n**Options:** `{body.options.model_dump_json()}`",
@@ -73,7 +86,9 @@ def _planned(job_input: JobInput) -> list[dict[str, str]]:
 
 
 @router.get(
-    "/{job_id}", response_model=JobStatus, responses=_NOT_FOUND,
+    "/{job_id}",
+    response_model=JobStatus,
+    responses=_NOT_FOUND,
     summary="Status and progress of a job (answers with no worker running)",
 )
 async def get_job(job_id: str, client: ClientDep) -> JobStatus:
@@ -84,7 +99,8 @@ async def get_job(job_id: str, client: ClientDep) -> JobStatus:
 
 
 @router.get(
-    "/{job_id}/result", response_model=JobResult,
+    "/{job_id}/result",
+    response_model=JobResult,
     responses={**_NOT_FOUND, 409: {"model": JobStatus, "description": "Still running."}},
     summary="The result of a finished job",
 )

@@ -9,9 +9,13 @@ from temporalio.client import Client
 
 
 async def test_malformed_body_gets_422_with_the_reason(api: httpx.AsyncClient) -> None:
-    for body in ({}, {"url": "not a url"}, {"url": "ftp://example.com/a.mp4"},
-                 {"url": "http://example.com/a.mp4", "options": {"ocr_engine": "tesseract"}},
-                 {"url": "http://example.com/a.mp4", "surprise": 1}):
+    for body in (
+        {},
+        {"url": "not a url"},
+        {"url": "ftp://example.com/a.mp4"},
+        {"url": "http://example.com/a.mp4", "options": {"ocr_engine": "tesseract"}},
+        {"url": "http://example.com/a.mp4", "surprise": 1},
+    ):
         response = await api.post("/v1/jobs", json=body)
         assert response.status_code == 422, (body, response.text)
         detail = response.json()["detail"]
@@ -59,7 +63,16 @@ async def test_status_answers_with_no_worker_running(
 async def test_openapi_documents_every_model(api: httpx.AsyncClient) -> None:
     schema = (await api.get("/openapi.json")).json()
     components = schema["components"]["schemas"]
-    for name in ("JobRequest", "JobAccepted", "JobStatus", "JobResult", "ItemResult", "Scene",
-                 "Transcript", "MediaMetadata", "ErrorInfo"):
+    for name in (
+        "JobRequest",
+        "JobAccepted",
+        "JobStatus",
+        "JobResult",
+        "ItemResult",
+        "Scene",
+        "Transcript",
+        "MediaMetadata",
+        "ErrorInfo",
+    ):
         assert name in components
     assert components["JobRequest"].get("examples")

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from yt_dlp.networking.exceptions import HTTPError
+from yt_dlp.utils import DownloadError, UnsupportedError
+
+from activities.download import DownloadActivities, classify_download_error
+from activities.probe import ProbeActivities
+from activities.workspace import Workspaces
+from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
+from tests.activities.conftest import RecordingEnvironment
+from tests.conftest import SAMPLE_NAME
+
+
+def downloader(workspaces: Workspaces, tmp_path: Path, max_bytes: int = 10**9):
+    return DownloadActivities(workspaces, tmp_path / "data", max_bytes, 10).download_media
+
+
+def test_download_writes_media_and_heartbeats_bytes(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, media_dir: Path, tmp_path: Path
+) -> None:
+    env = RecordingEnvironment()
+    result = env.run(
+        downloader(workspaces, tmp_path),
+        DownloadInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
+    )
+    assert result.media_file == "media.mp4"  # named by us, never from the title
+    saved = workspaces.file(ref, result.media_file)
+    assert saved.read_bytes() == (media_dir / SAMPLE_NAME).read_bytes()
+    byte_beats = [b for b in env.heartbeats if b.unit == "bytes" and b.done]
+    assert byte_beats and byte_beats[-1].done == result.size_bytes
+    assert byte_beats[-1].fraction == 1.0
+
+
+def test_download_404_is_a_final_not_found(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            downloader(workspaces, tmp_path),
+            DownloadInput(workspace=ref, url=f"{media_url}/nope.mp4"),
+        )
+    assert info.value.type == "NotFound" and info.value.non_retryable
+
+
+def test_download_over_the_size_cap_stops_while_streaming(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            downloader(workspaces, tmp_path, max_bytes=50_000),
+            DownloadInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
+        )
+    assert info.value.type == "MediaTooLarge" and info.value.non_retryable
+
+
+def _wrapped(cause: BaseException) -> DownloadError:
+    return DownloadError(f"ERROR: {cause}", exc_info=(type(cause), cause, None))
+
+
+@pytest.mark.parametrize(
+    ("cause", "kind", "final"),
+    [
+        (UnsupportedError("http://x"), "UnsupportedUrl", True),
+        (RuntimeError("connection reset"), "DownloadFailed", False),
+    ],
+)
+def test_classify_download_errors(cause: BaseException, kind: str, final: bool) -> None:
+    error = classify_download_error("http://x", _wrapped(cause))
+    assert (error.type, error.non_retryable) == (kind, final)
+
+
+def test_classify_http_statuses() -> None:
+    class FakeResponse:
+        def __init__(self, status: int) -> None:
+            self.status, self.reason, self.headers, self.url = status, "", {}, "http://x"
+
+        def close(self) -> None:
+            pass
+
+    for status, kind, final in [
+        (404, "NotFound", True),
+        (403, "DownloadFailed", True),
+        (503, "DownloadFailed", False),
+        (429, "DownloadFailed", False),
+    ]:
+        error = classify_download_error("http://x", _wrapped(HTTPError(FakeResponse(status))))  # type: ignore[arg-type]
+        assert (error.type, error.non_retryable) == (kind, final), status
+
+
+def test_probe_reads_the_facts(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    result = RecordingEnvironment().run(
+        ProbeActivities(workspaces).probe_media,
+        ProbeInput(workspace=ref, media_file=sample_in_workspace, title="t"),
+    )
+    meta = result.metadata
+    assert result.has_video and result.frame_count == 480
+    assert (meta.width, meta.height, meta.fps, meta.duration_s) == (854, 480, 30.0, 16.0)
+    assert meta.has_audio and meta.audio_codec == "aac" and meta.title == "t"
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>hello</html>", b"\x00\x00\x00\x18ftypmp42" * 3])
+def test_probe_rejects_what_is_not_media(
+    workspaces: Workspaces, ref: WorkspaceRef, content: bytes
+) -> None:
+    workspaces.create(ref)
+    workspaces.file(ref, "media.mp4").write_bytes(content)
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            ProbeActivities(workspaces).probe_media,
+            ProbeInput(workspace=ref, media_file="media.mp4"),
+        )
+    assert info.value.type == "CorruptMedia" and info.value.non_retryable
+
+
+def test_workspace_paths_stay_inside(workspaces: Workspaces, ref: WorkspaceRef) -> None:
+    with pytest.raises(ApplicationError):
+        workspaces.file(ref, "../../escape.txt")
+    with pytest.raises(ApplicationError):
+        workspaces.path(WorkspaceRef(job_id="../etc", item_index=0))
+    workspaces.create(ref)
+    assert workspaces.remove(ref) and not workspaces.path(ref).parent.exists()
