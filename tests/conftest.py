@@ -68,6 +68,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     )
     (folder / "page.mp4").write_text("<!doctype html><html><body>not a video</body></html>")
     (folder / "empty.mp4").write_bytes(b"")
+    (folder / "page.html").write_text("<html><body><p>No video here.</p></body></html>")
     return folder
 
 

@@ -149,16 +149,25 @@ async def test_missing_link_ends_with_not_found(
 
 
 @pytest.mark.parametrize(
-    ("name", "kind"), [("page.mp4", "CorruptMedia"), ("empty.mp4", "CorruptMedia")]
+    ("link", "kind"),
+    [
+        ("{media}/page.mp4", "CorruptMedia"),  # HTML served as video/mp4
+        ("{media}/empty.mp4", "CorruptMedia"),  # zero bytes
+        ("{media}/page.html", "UnsupportedUrl"),  # a page with no video on it
+        ("http://no-such-host.invalid/clip.mp4", "DownloadFailed"),  # DNS fails
+    ],
 )
-async def test_bad_media_ends_with_typed_error(
-    api: httpx.AsyncClient, worker: Settings, media_url: str, name: str, kind: str
+async def test_bad_links_end_with_typed_errors_within_seconds(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, link: str, kind: str
 ) -> None:
-    job_id = await submit(api, f"{media_url}/{name}")
+    started = time.monotonic()
+    job_id = await submit(api, link.format(media=media_url))
     result, _ = await wait_for_result(api, job_id, timeout_s=60)
+    assert time.monotonic() - started < 20
     (item,) = result["items"]
     assert item["state"] == "failed"
     assert item["error"]["type"] == kind, item["error"]
+    assert item["error"]["message"].startswith(("download:", "probe:"))
     assert workspace_files(worker) == []
 
 

@@ -37,12 +37,13 @@ QUICK_RETRY = RetryPolicy(
     non_retryable_error_types=FINAL_ERROR_KINDS,
 )
 
-#: Network fetches: servers hiccup, so back off longer, but give up within minutes.
+#: Network fetches: a hiccup gets two more tries within seconds; a link that stays
+#: broken must fail fast (yt-dlp also retries reads inside one attempt).
 NETWORK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=3.0,
     maximum_interval=timedelta(seconds=30),
-    maximum_attempts=4,
+    maximum_attempts=3,
     non_retryable_error_types=FINAL_ERROR_KINDS,
 )
 

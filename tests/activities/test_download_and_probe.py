@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
-from yt_dlp.networking.exceptions import HTTPError
+from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, UnsupportedError
 
 from activities.download import DownloadActivities, classify_download_error
@@ -125,3 +125,17 @@ def test_workspace_paths_stay_inside(workspaces: Workspaces, ref: WorkspaceRef) 
         workspaces.path(WorkspaceRef(job_id="../etc", item_index=0))
     workspaces.create(ref)
     assert workspaces.remove(ref) and not workspaces.path(ref).parent.exists()
+
+
+def test_classify_network_failures() -> None:
+    import socket
+
+    # As yt-dlp wraps it: DownloadError -> TransportError -> ... -> gaierror.
+    transport = TransportError("Failed to resolve")
+    transport.__cause__ = socket.gaierror(-2, "Name or service not known")
+    dns = classify_download_error("http://nohost.invalid/a", _wrapped(transport))
+    assert (dns.type, dns.non_retryable) == ("DownloadFailed", True)
+    assert "'nohost.invalid' does not resolve" in dns.message
+    refused = classify_download_error("http://h:9/a", _wrapped(ConnectionRefusedError(111, "r")))
+    assert (refused.type, refused.non_retryable) == ("DownloadFailed", False)
+    assert "h:9" in refused.message
