@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,17 +26,23 @@ from temporalio.worker import Worker
 
 from activities.download import DownloadActivities
 from activities.frames import FrameActivities
+from activities.images import ImageActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
 from activities.probe import ProbeActivities
+from activities.resolve import ResolveActivities
+from activities.results import ResultActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
 from activities.workspace import WorkspaceActivities, Workspaces
+from reelscope.artifacts import ArtifactStore
 from reelscope.client import connect
 from reelscope.logs import configure_logging
 from reelscope.settings import Settings
-from workflows import MediaJobWorkflow
+from workflows import MediaItemWorkflow, MediaJobWorkflow
 
 log = structlog.get_logger("reelscope.worker")
+
+SWEEP_INTERVAL_S = 600
 
 
 class Models:
@@ -77,6 +84,14 @@ def build_activities(
     """(shared-queue activities, host-queue activities)."""
     workspaces = Workspaces(settings.workspaces_dir)
     workspace = WorkspaceActivities(workspaces, settings.host_task_queue)
+    results = ResultActivities(
+        workspaces, ArtifactStore(settings.artifacts_dir), settings.cache_ttl_s
+    )
+    shared: list[Callable[..., Any]] = [
+        workspace.route_item,
+        results.lookup_cache,
+        ResolveActivities(settings.download_socket_timeout_s).resolve_link,
+    ]
     host: list[Callable[..., Any]] = [
         DownloadActivities(
             workspaces,
@@ -93,9 +108,16 @@ def build_activities(
         TranscribeActivities(
             workspaces, models.whisper, settings.whisper_beam_size
         ).transcribe_audio,
+        ImageActivities(
+            workspaces,
+            settings.max_download_bytes,
+            settings.max_image_pixels,
+            settings.download_socket_timeout_s,
+        ).fetch_image,
+        results.store_item_result,
         workspace.remove_workspace,
     ]
-    return [workspace.route_item], host
+    return shared, host
 
 
 async def run_worker(
@@ -126,13 +148,17 @@ async def run_worker(
     common = {
         "activity_executor": executor,
         "graceful_shutdown_timeout": timedelta(seconds=5),
+        # Heartbeats reach the server at least this often: status shows fresh progress,
+        # and a cancel reaches a running activity within seconds.
+        "max_heartbeat_throttle_interval": timedelta(seconds=settings.heartbeat_throttle_s),
+        "default_heartbeat_throttle_interval": timedelta(seconds=settings.heartbeat_throttle_s),
     }
     shared = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MediaJobWorkflow],
+        workflows=[MediaJobWorkflow, MediaItemWorkflow],
         activities=shared_activities,
-        max_concurrent_activities=2,
+        max_concurrent_activities=4,
         **common,  # type: ignore[arg-type]
     )
     host = Worker(
@@ -152,9 +178,25 @@ async def run_worker(
         if ready_file is not None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.write_text("ready\n")
+        sweeper = asyncio.create_task(sweep_artifacts(settings, stop))
         await stop.wait()
         log.info("worker.stopping")
+        sweeper.cancel()
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def sweep_artifacts(settings: Settings, stop: asyncio.Event) -> None:
+    """Delete expired results, key frames and cache entries, at start and then
+    every ``SWEEP_INTERVAL_S`` (side effect: files removed)."""
+    store = ArtifactStore(settings.artifacts_dir)
+    while not stop.is_set():
+        removed = await asyncio.to_thread(
+            store.sweep, settings.artifact_retention_s, settings.cache_ttl_s
+        )
+        if removed:
+            log.info("artifacts.swept", removed=removed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=SWEEP_INTERVAL_S)
 
 
 def main() -> None:

@@ -78,7 +78,9 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
+def classify_download_error(
+    url: str, exc: BaseException, stage: str = "download"
+) -> ApplicationError:
     """Turn a yt-dlp failure into a typed error a user can act on. The most specific
     cause anywhere in the chain decides (a DNS failure arrives inside a TransportError)."""
     causes = _causes(exc)
@@ -88,73 +90,73 @@ def classify_download_error(url: str, exc: BaseException) -> ApplicationError:
 
     if (too_large := find(_TooLarge)) is not None:
         return ApplicationError(
-            f"download: {url} is larger than the {too_large.args[0]} byte limit; "
+            f"{stage}: {url} is larger than the {too_large.args[0]} byte limit; "
             "send a shorter or lower-resolution file",
             type=ErrorKind.MEDIA_TOO_LARGE,
             non_retryable=True,
         )
     if (http_error := find(HTTPError)) is not None:
-        return _http_error(url, http_error.status)
+        return _http_error(url, http_error.status, stage)
     if find(socket.gaierror) is not None:
         return ApplicationError(
-            f"download: the host name {urlsplit(url).hostname!r} does not resolve; check the link",
+            f"{stage}: the host name {urlsplit(url).hostname!r} does not resolve; check the link",
             type=ErrorKind.DOWNLOAD_FAILED,
             non_retryable=True,
         )
     if find(ConnectionRefusedError) is not None:
         return ApplicationError(
-            f"download: nothing accepts connections at {urlsplit(url).netloc} "
+            f"{stage}: nothing accepts connections at {urlsplit(url).netloc} "
             "(connection refused); check that the server is up",
             type=ErrorKind.DOWNLOAD_FAILED,
         )
     if find(UnsupportedError) is not None:
         return ApplicationError(
-            f"download: no video found at {url}; link a video file or a page of a supported site",
+            f"{stage}: no video found at {url}; link a video file or a page of a supported site",
             type=ErrorKind.UNSUPPORTED_URL,
             non_retryable=True,
         )
     if (transport := find(TransportError)) is not None:
         return ApplicationError(
-            f"download: network error fetching {url}: {transport}",
+            f"{stage}: network error fetching {url}: {transport}",
             type=ErrorKind.DOWNLOAD_FAILED,
         )
     message = str(exc).removeprefix("ERROR: ")
     if "Did not get any data blocks" in message:
         return ApplicationError(
-            f"download: {url} answered with an empty file (0 bytes); check the link",
+            f"{stage}: {url} answered with an empty file (0 bytes); check the link",
             type=ErrorKind.CORRUPT_MEDIA,
             non_retryable=True,
         )
     retryable = not isinstance(exc, ExtractorError) and "Unsupported URL" not in message
     return ApplicationError(
-        f"download: could not fetch {url}: {message}",
+        f"{stage}: could not fetch {url}: {message}",
         type=ErrorKind.DOWNLOAD_FAILED,
         non_retryable=not retryable,
     )
 
 
-def _http_error(url: str, status: int) -> ApplicationError:
+def _http_error(url: str, status: int, stage: str = "download") -> ApplicationError:
     if status in (404, 410):
         return ApplicationError(
-            f"download: the server answered {status} for {url}; check that the link "
+            f"{stage}: the server answered {status} for {url}; check that the link "
             "is correct and still online",
             type=ErrorKind.NOT_FOUND,
             non_retryable=True,
         )
     if status in (401, 403):
         return ApplicationError(
-            f"download: the server refused access ({status}) to {url}; the media may "
+            f"{stage}: the server refused access ({status}) to {url}; the media may "
             "be private or need a login",
             type=ErrorKind.DOWNLOAD_FAILED,
             non_retryable=True,
         )
     if status == 429 or status >= 500:
         return ApplicationError(
-            f"download: the server answered {status} for {url} (retried); try again later",
+            f"{stage}: the server answered {status} for {url} (retried); try again later",
             type=ErrorKind.DOWNLOAD_FAILED,
         )
     return ApplicationError(
-        f"download: the server answered {status} for {url}",
+        f"{stage}: the server answered {status} for {url}",
         type=ErrorKind.DOWNLOAD_FAILED,
         non_retryable=True,
     )

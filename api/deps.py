@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from temporalio.client import Client
 
+from reelscope.artifacts import ArtifactStore
 from reelscope.client import connect
 from reelscope.settings import Settings
 
@@ -39,5 +40,11 @@ async def get_client(request: Request) -> Client:
     return client
 
 
+def get_store(request: Request) -> ArtifactStore:
+    store: ArtifactStore = request.app.state.store
+    return store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 ClientDep = Annotated[Client, Depends(get_client)]

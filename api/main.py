@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routes import health, jobs
+from api.routes import exports, health, jobs
 from reelscope import __version__
+from reelscope.artifacts import ArtifactStore
 from reelscope.settings import Settings
 
 
@@ -19,6 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.store = ArtifactStore(settings.artifacts_dir)
         app.state.client = None
         app.state.client_lock = asyncio.Lock()
         yield
@@ -32,4 +34,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(exports.router)
     return app

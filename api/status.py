@@ -1,16 +1,32 @@
-"""A job's status from Temporal's describe call alone: the memo the workflow keeps
-current, plus the heartbeat details of its running activities. It needs no worker,
-so it answers while every worker is down or busy."""
+"""A job's status and result from Temporal's describe calls and the artifact store.
+
+Nothing here needs a worker: the job and item workflows keep their status in their
+memo, and running activities' heartbeat details (progress, attempt, last failure) come
+with the item workflow's description. So status answers while workers are down or busy.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.errors import ErrorInfo, ErrorKind
-from models.jobs import ItemState, JobState, JobStatus, Stage, item_progress, job_progress
+from models.jobs import (
+    ItemResult,
+    ItemState,
+    ItemStatus,
+    JobResult,
+    JobState,
+    JobStatus,
+    Stage,
+    item_progress,
+    job_progress,
+)
 from models.pipeline import ActivityProgress
+from reelscope.artifacts import ArtifactStore, result_key
 from workflows import STATUS_MEMO_KEY
 
 _CLOSED_STATES = {
@@ -19,68 +35,73 @@ _CLOSED_STATES = {
     WorkflowExecutionStatus.TERMINATED: JobState.FAILED,
     WorkflowExecutionStatus.TIMED_OUT: JobState.FAILED,
 }
+_ENDED = (ItemState.SUCCEEDED, ItemState.FAILED, ItemState.CANCELLED)
 
 
-async def describe(client: Client, job_id: str) -> WorkflowExecutionDescription | None:
-    """The workflow's description, or None when there is no such job."""
+async def describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The workflow's description, or None when there is no such workflow."""
     try:
-        return await client.get_workflow_handle(job_id).describe()
+        return await client.get_workflow_handle(workflow_id).describe()
     except RPCError as err:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             return None
         raise
 
 
-async def status_from_description(
-    client: Client, job_id: str, desc: WorkflowExecutionDescription
-) -> JobStatus:
+async def job_status(client: Client, job_id: str) -> JobStatus | None:
+    desc = await describe(client, job_id)
+    if desc is None:
+        return None
     memo = await desc.memo()
     raw = memo.get(STATUS_MEMO_KEY)
     status = JobStatus.model_validate(raw) if raw else JobStatus(job_id=job_id)
     status.job_id = job_id
-
     if desc.status == WorkflowExecutionStatus.RUNNING:
         status.state = JobState.RUNNING
-        await _merge_running_activities(client, status, desc)
+        running = [i for i in status.items if i.state == ItemState.RUNNING and i.workflow_id]
+        details = await asyncio.gather(*(_item_detail(client, i) for i in running))
+        for item, detail in zip(running, details, strict=True):
+            if detail is not None:
+                status.items[item.index] = detail
     elif desc.status in _CLOSED_STATES:
         status.state = _CLOSED_STATES[desc.status]
         for item in status.items:
-            if item.state in (ItemState.PENDING, ItemState.RUNNING):
-                item.state = (
-                    ItemState.CANCELLED if status.state == JobState.CANCELLED else ItemState.FAILED
-                )
-                if item.error is None and status.state != JobState.CANCELLED:
-                    item.error = ErrorInfo(
+            if item.state not in _ENDED:
+                if status.state == JobState.CANCELLED:
+                    item.state = ItemState.CANCELLED
+                else:
+                    item.state = ItemState.FAILED
+                    item.error = item.error or ErrorInfo(
                         type=ErrorKind.INTERNAL,
                         message=f"the job ended ({desc.status.name.lower()}) before this item "
                         "finished; resubmit it",
                     )
     for item in status.items:
-        if item.state in (ItemState.PENDING, ItemState.RUNNING):
-            item.progress = item_progress(item.stages)
-        else:
-            item.progress = 1.0
+        item.progress = 1.0 if item.state in _ENDED else item_progress(item.stages)
     status.progress = 1.0 if status.state != JobState.RUNNING else job_progress(status.items)
     return status
 
 
-async def _merge_running_activities(
-    client: Client, status: JobStatus, desc: WorkflowExecutionDescription
-) -> None:
-    """Fill in progress within running activities, their attempts and last failures."""
+async def _item_detail(client: Client, item: ItemStatus) -> ItemStatus | None:
+    """A running item's own status, with progress from its activities' heartbeats."""
+    assert item.workflow_id is not None
+    desc = await describe(client, item.workflow_id)
+    if desc is None:  # not started yet
+        return None
+    raw = (await desc.memo()).get(STATUS_MEMO_KEY)
+    if not raw:
+        return None
+    detail = ItemStatus.model_validate(raw)
+    detail.index = item.index
     for pending in desc.raw_description.pending_activities:
-        index_text, _, stage_text = pending.activity_id.partition(".")
-        if not index_text.isdigit() or int(index_text) >= len(status.items):
-            continue
-        item = status.items[int(index_text)]
-        stage = next((s for s in item.stages if s.stage.value == stage_text), None)
+        stage = next((s for s in detail.stages if s.stage.value == pending.activity_id), None)
         if stage is None:
             continue
         progress: ActivityProgress | None = None
         if pending.heartbeat_details.payloads:
-            details = await client.data_converter.decode(pending.heartbeat_details.payloads)
+            decoded = await client.data_converter.decode(pending.heartbeat_details.payloads)
             try:
-                progress = ActivityProgress.model_validate(details[0]) if details else None
+                progress = ActivityProgress.model_validate(decoded[0]) if decoded else None
             except ValueError:
                 progress = None
         stage.state = ItemState.RUNNING
@@ -90,9 +111,34 @@ async def _merge_running_activities(
         stage.attempt = pending.attempt
         if pending.HasField("last_failure") and pending.last_failure.message:
             stage.last_failure = pending.last_failure.message
-        if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED and (
-            pending.attempt > 1
-        ):
-            stage.detail = f"waiting to retry (attempt {pending.attempt})"
-        if item.stage in (Stage.QUEUED, Stage.DONE):
-            item.stage = stage.stage
+        if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
+            stage.detail = (
+                f"waiting to retry (attempt {pending.attempt})"
+                if pending.attempt > 1
+                else "waiting for a worker"
+            )
+        if detail.stage in (Stage.QUEUED, Stage.RESOLVE):
+            detail.stage = stage.stage
+    return detail
+
+
+def job_result(status: JobStatus, store: ArtifactStore) -> JobResult:
+    """Full results of the items that have one in the store; the status otherwise."""
+    items = []
+    for item in status.items:
+        raw = store.read_bytes(result_key(status.job_id, item.index))
+        if raw is not None:
+            items.append(ItemResult.model_validate_json(raw))
+        else:
+            items.append(
+                ItemResult(
+                    index=item.index,
+                    source_url=item.source_url,
+                    media_url=item.media_url,
+                    kind=item.kind or "video",
+                    state=item.state,
+                    error=item.error,
+                    cached=item.cached,
+                )
+            )
+    return JobResult(job_id=status.job_id, state=status.state, items=items)

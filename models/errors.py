@@ -16,6 +16,7 @@ class ErrorKind(StrEnum):
     DOWNLOAD_FAILED = "DownloadFailed"
     MEDIA_TOO_LARGE = "MediaTooLarge"
     CORRUPT_MEDIA = "CorruptMedia"
+    NO_MEDIA = "NoMedia"
     NO_VIDEO_STREAM = "NoVideoStream"
     MODEL_UNAVAILABLE = "ModelUnavailable"
     TIMEOUT = "Timeout"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from models.errors import ErrorInfo
 
@@ -31,6 +31,7 @@ class Stage(StrEnum):
     vision stages scenes → keyframes → ocr)."""
 
     QUEUED = "queued"
+    RESOLVE = "resolve"
     DOWNLOAD = "download"
     PROBE = "probe"
     SCENES = "scenes"
@@ -70,18 +71,44 @@ class JobOptions(BaseModel):
         description="Spoken language code; None lets a multilingual model detect it.",
         examples=["en"],
     )
+    refresh: bool = Field(
+        False, description="Process again even if a cached result for this media exists."
+    )
 
 
 class JobRequest(BaseModel):
-    """`POST /v1/jobs` body."""
+    """`POST /v1/jobs` body: one link in `url`, or several in `urls` (a batch)."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"url": "https://example.com/clip.mp4"}]},
+        json_schema_extra={
+            "examples": [
+                {"url": "https://example.com/clip.mp4"},
+                {
+                    "urls": ["https://example.com/a.mp4", "https://example.com/post/123"],
+                    "options": {"stages": {"transcript": False}},
+                },
+            ]
+        },
     )
 
-    url: HttpUrl = Field(description="A video link: a direct file or any page yt-dlp supports.")
+    url: HttpUrl | None = Field(
+        None, description="A video link: a direct file, a post, or any page yt-dlp supports."
+    )
+    urls: list[HttpUrl] | None = Field(
+        None, description="Several links, processed as one job.", min_length=1
+    )
     options: JobOptions = Field(default_factory=JobOptions)
+
+    @model_validator(mode="after")
+    def _one_of_url_or_urls(self) -> JobRequest:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("give exactly one of `url` (one link) or `urls` (a batch)")
+        return self
+
+    @property
+    def links(self) -> list[str]:
+        return [str(self.url)] if self.url is not None else [str(u) for u in self.urls or []]
 
 
 class JobAccepted(BaseModel):
@@ -102,6 +129,10 @@ class StageProgress(BaseModel):
 class ItemStatus(BaseModel):
     index: int
     source_url: str
+    kind: str | None = Field(None, description="`video` or `image`, once the link is resolved.")
+    media_url: str | None = Field(None, description="What is downloaded for this item.")
+    cached: bool = False
+    workflow_id: str | None = Field(None, description="The item's own workflow, for the UI.")
     state: ItemState = ItemState.PENDING
     stage: Stage = Stage.QUEUED
     progress: float = Field(0.0, ge=0.0, le=1.0)
@@ -133,6 +164,9 @@ class MediaMetadata(BaseModel):
 class KeyFrame(BaseModel):
     time_s: float
     frame: int
+    url: str | None = Field(
+        None, description="The JPEG, e.g. /v1/jobs/{job_id}/items/0/keyframes/1.jpg."
+    )
 
 
 class TextLine(BaseModel):
@@ -178,12 +212,17 @@ class Transcript(BaseModel):
 class ItemResult(BaseModel):
     index: int
     source_url: str
+    media_url: str | None = None
+    cached: bool = Field(False, description="Served from the result cache; nothing ran.")
     kind: str = Field("video", description="`video` or `image`.")
     state: ItemState
     error: ErrorInfo | None = None
     metadata: MediaMetadata | None = None
     scenes: list[Scene] = Field(default_factory=list)
     transcript: Transcript | None = None
+    text: list[TextLine] = Field(
+        default_factory=list, description="Text read on an image item (videos: per scene)."
+    )
     notes: list[str] = Field(default_factory=list, description="Stages skipped, and why.")
 
 

@@ -3,19 +3,102 @@ item's workspace and small JSON travel through Temporal, never media bytes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from models.jobs import JobOptions, KeyFrame, MediaMetadata, Stage, TextLine, Transcript
+from models.errors import ErrorInfo
+from models.jobs import (
+    ItemResult,
+    ItemState,
+    JobOptions,
+    KeyFrame,
+    MediaMetadata,
+    Stage,
+    TextLine,
+    Transcript,
+)
 
 
 class JobInput(BaseModel):
-    """Input of ``MediaJobWorkflow``."""
+    """Input of ``MediaJobWorkflow``: the submitted links, resolved into items."""
 
     urls: list[str]
     options: JobOptions = Field(default_factory=JobOptions)
     max_parallel_items: int = 4
+    max_items_per_link: int = 20
+
+
+class MediaRef(BaseModel):
+    """One media item a link resolved to."""
+
+    source_url: str = Field(description="The link as submitted.")
+    url: str = Field(description="What to download: the link itself, or an entry's media URL.")
+    kind: Literal["video", "image"] = "video"
+    title: str | None = None
+
+
+class ResolveInput(BaseModel):
+    url: str
+    max_items: int = 20
+
+
+class ResolveResult(BaseModel):
+    items: list[MediaRef]
+    extractor: str | None = None
+    dropped: int = Field(0, description="Entries over the per-link cap, not processed.")
+
+
+class ItemInput(BaseModel):
+    """Input of ``MediaItemWorkflow``: one item of a job."""
+
+    job_id: str
+    index: int
+    media: MediaRef
+    options: JobOptions = Field(default_factory=JobOptions)
+    notes: list[str] = Field(default_factory=list)
+
+
+class ItemOutcome(BaseModel):
+    """What ``MediaItemWorkflow`` returns: small on purpose. The full ``ItemResult`` is in
+    the artifact store, so a job of many items stays far below Temporal's limits."""
+
+    index: int
+    state: ItemState
+    kind: str
+    cached: bool = False
+    error: ErrorInfo | None = None
+
+
+class CacheLookupInput(BaseModel):
+    cache_key: str
+    job_id: str
+    index: int
+    source_url: str
+
+
+class CacheLookupResult(BaseModel):
+    hit: bool
+    kind: str | None = None
+
+
+class StoreResultInput(BaseModel):
+    workspace: WorkspaceRef
+    result: ItemResult
+    keyframe_files: list[str] = Field(
+        default_factory=list, description="Workspace JPEGs, in the order of the result's URLs."
+    )
+    cache_key: str | None = None
+
+
+class FetchImageInput(BaseModel):
+    workspace: WorkspaceRef
+    url: str
+
+
+class FetchImageResult(BaseModel):
+    image_file: str
+    metadata: MediaMetadata
 
 
 class WorkspaceRef(BaseModel):

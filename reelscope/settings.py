@@ -45,8 +45,20 @@ class Settings(BaseSettings):
     )
     max_parallel_items: int = Field(4, description="Items of one job processed at once.")
 
+    # Jobs.
+    max_batch_urls: int = Field(20, description="Links one POST may hold.")
+    max_items_per_link: int = Field(20, description="Entries of one post/playlist processed.")
+    cache_ttl_s: int = Field(24 * 3600, description="How long a result serves repeats.")
+    artifact_retention_s: int = Field(
+        7 * 24 * 3600, description="How long results and key-frame JPEGs are kept."
+    )
+    heartbeat_throttle_s: float = Field(
+        2.0, description="Longest gap between heartbeats sent; bounds how late a cancel lands."
+    )
+
     # Download limits.
     max_download_bytes: int = Field(2 * 1024**3, description="Refuse media larger than this.")
+    max_image_pixels: int = Field(50_000_000, description="Refuse images larger than this.")
     download_socket_timeout_s: float = 30.0
 
     # Scenes.
@@ -87,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def workspaces_dir(self) -> Path:
         return self.data_dir.resolve() / "workspaces"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir.resolve() / "artifacts"
 
     @cached_property
     def host_task_queue(self) -> str:

@@ -144,7 +144,7 @@ async def test_missing_link_ends_with_not_found(
     assert "404" in item["error"]["message"] and "no-such-video.mp4" in item["error"]["message"]
     status = (await api.get(f"/v1/jobs/{job_id}")).json()
     assert status["items"][0]["error"]["type"] == "NotFound"
-    assert status["items"][0]["stage"] == "download"
+    assert status["items"][0]["stage"] == "resolve"
     assert workspace_files(worker) == []
 
 
@@ -167,7 +167,7 @@ async def test_bad_links_end_with_typed_errors_within_seconds(
     (item,) = result["items"]
     assert item["state"] == "failed"
     assert item["error"]["type"] == kind, item["error"]
-    assert item["error"]["message"].startswith(("download:", "probe:"))
+    assert item["error"]["message"].startswith(("resolve:", "download:", "probe:"))
     assert workspace_files(worker) == []
 
 

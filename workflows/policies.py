@@ -88,6 +88,18 @@ TRANSCRIBE = StagePolicy(
     retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=3),
 )
+STORE = StagePolicy(
+    start_to_close=timedelta(minutes=2),
+    heartbeat=None,
+    retry=QUICK_RETRY,
+    schedule_to_start=timedelta(minutes=5),
+)
+RESOLVE = StagePolicy(
+    start_to_close=timedelta(minutes=2),
+    heartbeat=None,
+    retry=NETWORK_RETRY,
+    schedule_to_start=None,
+)
 CLEANUP = StagePolicy(
     start_to_close=timedelta(minutes=1),
     heartbeat=None,

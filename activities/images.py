@@ -1,0 +1,98 @@
+"""Image items (a carousel's pictures, a direct image link): fetch, check, normalise."""
+
+from __future__ import annotations
+
+import warnings
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.download import _http_error
+from activities.progress import log, report
+from activities.workspace import Workspaces
+from models.errors import ErrorKind
+from models.jobs import MediaMetadata, Stage
+from models.pipeline import ActivityProgress, FetchImageInput, FetchImageResult
+
+RAW_FILE = "image.orig"
+IMAGE_FILE = "image.jpg"
+
+
+class ImageActivities:
+    def __init__(
+        self, workspaces: Workspaces, max_bytes: int, max_pixels: int, timeout_s: float
+    ) -> None:
+        self._workspaces = workspaces
+        self._max_bytes = max_bytes
+        self._max_pixels = max_pixels
+        self._timeout_s = timeout_s
+
+    @activity.defn(name="fetch_image")
+    def fetch_image(self, input: FetchImageInput) -> FetchImageResult:
+        """Download an image (network), refuse decompression bombs, and save it as
+        ``image.jpg`` in the workspace for OCR."""
+        workspace = self._workspaces.create(input.workspace)
+        raw = workspace / RAW_FILE
+        size = 0
+        try:
+            with httpx.stream(
+                "GET", input.url, follow_redirects=True, timeout=self._timeout_s
+            ) as response:
+                if response.status_code >= 400:
+                    raise _http_error(input.url, response.status_code)
+                with raw.open("wb") as sink:
+                    for chunk in response.iter_bytes(64 * 1024):
+                        size += len(chunk)
+                        if size > self._max_bytes:
+                            raise ApplicationError(
+                                f"download: the image at {input.url} is larger than the "
+                                f"{self._max_bytes} byte limit",
+                                type=ErrorKind.MEDIA_TOO_LARGE,
+                                non_retryable=True,
+                            )
+                        sink.write(chunk)
+                        report(ActivityProgress(stage=Stage.DOWNLOAD, done=size, unit="bytes"))
+        except httpx.HTTPError as exc:
+            raise ApplicationError(
+                f"download: could not fetch the image at {input.url}: {exc}",
+                type=ErrorKind.DOWNLOAD_FAILED,
+            ) from None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(raw) as image:
+                    width, height = image.size
+                    if width * height > self._max_pixels:
+                        raise ApplicationError(
+                            f"probe: the image is {width}x{height} pixels, over the "
+                            f"{self._max_pixels} pixel limit",
+                            type=ErrorKind.MEDIA_TOO_LARGE,
+                            non_retryable=True,
+                        )
+                    image_format = image.format
+                    image.convert("RGB").save(workspace / IMAGE_FILE, "JPEG", quality=92)
+        except (
+            UnidentifiedImageError,
+            OSError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
+            raise ApplicationError(
+                f"probe: {input.url} is not a readable image ({exc.__class__.__name__})",
+                type=ErrorKind.CORRUPT_MEDIA,
+                non_retryable=True,
+            ) from None
+        finally:
+            raw.unlink(missing_ok=True)
+        log().info("image.fetched", url=input.url, width=width, height=height, bytes=size)
+        return FetchImageResult(
+            image_file=IMAGE_FILE,
+            metadata=MediaMetadata(
+                width=width,
+                height=height,
+                size_bytes=size,
+                video_codec=(image_format or "").lower() or None,
+            ),
+        )

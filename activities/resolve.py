@@ -1,0 +1,170 @@
+"""Turn a link into the media items it holds: one video, or the entries of a post,
+carousel or playlist (videos and images)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from yt_dlp import YoutubeDL
+from yt_dlp.utils import DownloadError, ExtractorError
+
+from activities.download import _QuietLogger, classify_download_error
+from activities.progress import log
+from models.errors import ErrorKind
+from models.pipeline import MediaRef, ResolveInput, ResolveResult
+
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "avif", "heic"})
+AUDIO_ONLY_EXTENSIONS = frozenset({"m4a", "mp3", "aac", "opus", "ogg", "wav", "flac"})
+
+
+def url_extension(url: str) -> str:
+    path = urlsplit(url).path
+    return path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+
+
+def _is_image_format(fmt: dict[str, Any]) -> bool:
+    return (fmt.get("ext") or url_extension(fmt.get("url") or "")) in IMAGE_EXTENSIONS
+
+
+def _has_video(fmt: dict[str, Any]) -> bool:
+    """A format that carries (or may carry) pictures that move."""
+    if _is_image_format(fmt) or fmt.get("vcodec") == "none":
+        return False
+    return (fmt.get("ext") or "") not in AUDIO_ONLY_EXTENSIONS or fmt.get("vcodec") is not None
+
+
+def _best_media_url(entry: dict[str, Any]) -> str | None:
+    """The best direct URL of an entry: a format with video and audio if there is one
+    (yt-dlp lists formats worst first), else any format with video, else ``url``."""
+    formats = [f for f in entry.get("formats") or [] if f.get("url")]
+    with_video = [f for f in formats if _has_video(f)]
+    progressive = [f for f in with_video if f.get("acodec") != "none"]
+    for candidates in (progressive, with_video):
+        if candidates:
+            return str(candidates[-1]["url"])
+    url = entry.get("url")
+    return str(url) if url and url_extension(str(url)) not in IMAGE_EXTENSIONS else None
+
+
+def _best_image_url(entry: dict[str, Any]) -> str | None:
+    url = entry.get("url")
+    if url and url_extension(str(url)) in IMAGE_EXTENSIONS:
+        return str(url)
+    images = [f for f in entry.get("formats") or [] if f.get("url") and _is_image_format(f)]
+    images += [t for t in entry.get("thumbnails") or [] if t.get("url")]
+    if not images:
+        return None
+
+    def size(t: dict[str, Any]) -> tuple[int, int]:
+        return ((t.get("width") or 0) * (t.get("height") or 0), t.get("preference") or 0)
+
+    return str(max(enumerate(images), key=lambda p: (size(p[1]), p[0]))[1]["url"])
+
+
+def _entry_item(entry: dict[str, Any], source_url: str, parent_page: str | None) -> MediaRef | None:
+    title = entry.get("title")
+    if entry.get("_type") == "url" and entry.get("url"):
+        kind = "image" if url_extension(entry["url"]) in IMAGE_EXTENSIONS else "video"
+        return MediaRef(source_url=source_url, url=entry["url"], kind=kind, title=title)
+    formats = entry.get("formats") or []
+    looks_like_video = any(_has_video(f) for f in formats) or (
+        not formats
+        and entry.get("url")
+        and url_extension(str(entry["url"])) not in IMAGE_EXTENSIONS
+        and entry.get("vcodec") != "none"
+    )
+    if looks_like_video:
+        page = entry.get("webpage_url")
+        # An entry with its own page (a playlist of videos) is downloaded from it, so
+        # yt-dlp can merge separate audio and video; entries that share the post's
+        # page (a carousel) are downloaded from their own media URL.
+        if page and page != parent_page and page != source_url:
+            return MediaRef(source_url=source_url, url=str(page), kind="video", title=title)
+        media = _best_media_url(entry)
+        if media:
+            return MediaRef(source_url=source_url, url=media, kind="video", title=title)
+    image = _best_image_url(entry)
+    if image:
+        return MediaRef(source_url=source_url, url=image, kind="image", title=title)
+    return None
+
+
+def items_from_info(info: dict[str, Any], source_url: str) -> list[MediaRef]:
+    """The media items in yt-dlp's info for ``source_url``, in post order. Pure: no I/O.
+
+    A single video stays the submitted link (yt-dlp downloads it again, merging formats);
+    a playlist's entries (nested playlists flattened) become one item each; entries with
+    only image URLs or thumbnails become image items; entries with neither are skipped.
+    """
+    if info.get("_type") in ("playlist", "multi_video"):
+        items: list[MediaRef] = []
+        page = info.get("webpage_url") or source_url
+        for entry in info.get("entries") or []:
+            if not entry:
+                continue
+            if entry.get("_type") in ("playlist", "multi_video"):
+                items.extend(items_from_info(entry, source_url))
+                continue
+            item = _entry_item(entry, source_url, page)
+            if item is not None:
+                items.append(item)
+        return items
+    ext = info.get("ext") or url_extension(str(info.get("url") or ""))
+    formats = info.get("formats") or []
+    if ext in IMAGE_EXTENSIONS or (
+        formats and not any(_has_video(f) for f in formats) and _best_image_url(info)
+    ):
+        image = _best_image_url(info) or source_url
+        return [MediaRef(source_url=source_url, url=image, kind="image", title=info.get("title"))]
+    return [MediaRef(source_url=source_url, url=source_url, kind="video", title=info.get("title"))]
+
+
+class ResolveActivities:
+    def __init__(self, socket_timeout_s: float) -> None:
+        self._socket_timeout_s = socket_timeout_s
+
+    @activity.defn(name="resolve_link")
+    def resolve_link(self, input: ResolveInput) -> ResolveResult:
+        """Ask yt-dlp what the link holds, without downloading media (network)."""
+        if url_extension(input.url) in IMAGE_EXTENSIONS:
+            return ResolveResult(
+                items=[MediaRef(source_url=input.url, url=input.url, kind="image")]
+            )
+        options = {
+            "logger": _QuietLogger(),
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "cachedir": False,
+            "socket_timeout": self._socket_timeout_s,
+            "playlistend": input.max_items + 1,
+            "extract_flat": "in_playlist",
+        }
+        try:
+            with YoutubeDL(options) as ydl:
+                info = ydl.extract_info(input.url, download=False)
+        except (DownloadError, ExtractorError) as exc:
+            raise classify_download_error(input.url, exc, stage="resolve") from None
+        items = items_from_info(info or {}, input.url)
+        if not items:
+            raise ApplicationError(
+                f"resolve: {input.url} holds no video or image; link a post or a video",
+                type=ErrorKind.NO_MEDIA,
+                non_retryable=True,
+            )
+        dropped = max(0, len(items) - input.max_items)
+        log().info(
+            "resolve.done",
+            url=input.url,
+            items=len(items),
+            dropped=dropped,
+            extractor=(info or {}).get("extractor_key"),
+        )
+        return ResolveResult(
+            items=items[: input.max_items],
+            extractor=(info or {}).get("extractor_key") or (info or {}).get("extractor"),
+            dropped=dropped,
+        )

@@ -1,0 +1,86 @@
+"""Item results into the artifact store, and the result cache."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.progress import log
+from activities.workspace import Workspaces
+from models.jobs import ItemResult, ItemState
+from models.pipeline import CacheLookupInput, CacheLookupResult, StoreResultInput
+from reelscope.artifacts import (
+    ArtifactStore,
+    cache_keyframe_key,
+    cache_result_key,
+    keyframe_key,
+    keyframe_url,
+    result_key,
+)
+
+
+def _keyframe_count(result: ItemResult) -> int:
+    return sum(len(scene.keyframes) for scene in result.scenes)
+
+
+def _point_keyframes_at(result: ItemResult, job_id: str, index: int) -> ItemResult:
+    """The result with key-frame URLs for this job's item (numbered in scene order)."""
+    result = result.model_copy(deep=True)
+    number = 0
+    for scene in result.scenes:
+        for keyframe in scene.keyframes:
+            keyframe.url = keyframe_url(job_id, index, number)
+            number += 1
+    return result
+
+
+class ResultActivities:
+    def __init__(self, workspaces: Workspaces, store: ArtifactStore, cache_ttl_s: int) -> None:
+        self._workspaces = workspaces
+        self._store = store
+        self._cache_ttl_s = cache_ttl_s
+
+    @activity.defn(name="lookup_cache")
+    def lookup_cache(self, input: CacheLookupInput) -> CacheLookupResult:
+        """On a fresh hit, copy the cached result and key frames to this job's item."""
+        key = cache_result_key(input.cache_key)
+        age = self._store.age_s(key)
+        raw = self._store.read_bytes(key)
+        if raw is None or age is None or age > self._cache_ttl_s:
+            return CacheLookupResult(hit=False)
+        cached = ItemResult.model_validate_json(raw)
+        for number in range(_keyframe_count(cached)):
+            self._store.copy(
+                cache_keyframe_key(input.cache_key, number),
+                keyframe_key(input.job_id, input.index, number),
+            )
+        result = _point_keyframes_at(cached, input.job_id, input.index).model_copy(
+            update={"index": input.index, "source_url": input.source_url, "cached": True}
+        )
+        self._store.write_bytes(
+            result_key(input.job_id, input.index), result.model_dump_json().encode()
+        )
+        log().info("cache.hit", cache_key=input.cache_key, age_s=round(age, 1))
+        return CacheLookupResult(hit=True, kind=result.kind)
+
+    @activity.defn(name="store_item_result")
+    def store_item_result(self, input: StoreResultInput) -> None:
+        """Write the item's result and key frames to the store, and to the cache when it
+        succeeded. Runs where the workspace is (side effect: files written)."""
+        ref = input.workspace
+        result = input.result
+        for number, name in enumerate(input.keyframe_files):
+            source = self._workspaces.file(ref, name)
+            self._store.copy_in(source, keyframe_key(ref.job_id, ref.item_index, number))
+            if input.cache_key and result.state == ItemState.SUCCEEDED:
+                self._store.copy_in(source, cache_keyframe_key(input.cache_key, number))
+        payload = result.model_dump_json().encode()
+        self._store.write_bytes(result_key(ref.job_id, ref.item_index), payload)
+        if input.cache_key and result.state == ItemState.SUCCEEDED:
+            self._store.write_bytes(cache_result_key(input.cache_key), payload)
+        log().info(
+            "result.stored",
+            job_id=ref.job_id,
+            item=ref.item_index,
+            keyframes=len(input.keyframe_files),
+            cached=bool(input.cache_key),
+        )

@@ -1,0 +1,532 @@
+"""``MediaItemWorkflow``: one item of a job, with its own history in the Web UI.
+
+video: download → probe → (scenes → key frames → OCR ‖ transcription) → store
+image: fetch → OCR → store
+A fresh cached result for the same media and options short-cuts all of it. The
+workspace is removed in ``finally``, whatever happened, cancellation included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from models.errors import ErrorInfo, ErrorKind
+    from models.jobs import (
+        ItemResult,
+        ItemState,
+        ItemStatus,
+        JobOptions,
+        KeyFrame,
+        Scene,
+        Stage,
+        StageProgress,
+        Transcript,
+        item_progress,
+    )
+    from models.pipeline import (
+        CacheLookupInput,
+        CacheLookupResult,
+        DetectScenesInput,
+        DetectScenesResult,
+        DownloadInput,
+        DownloadResult,
+        ExtractKeyframesInput,
+        ExtractKeyframesResult,
+        FetchImageInput,
+        FetchImageResult,
+        ItemInput,
+        ItemOutcome,
+        KeyframeFile,
+        MediaRef,
+        OcrInput,
+        OcrResult,
+        ProbeInput,
+        ProbeResult,
+        RouteResult,
+        StoreResultInput,
+        TranscribeInput,
+        TranscribeResult,
+        WorkspaceRef,
+    )
+    from workflows import policies
+    from workflows.policies import StagePolicy
+
+ITEM_WORKFLOW_NAME = "MediaItem"
+#: Both workflows answer this query: a ``JobStatus`` (job) or an ``ItemStatus`` (item).
+PROGRESS_QUERY = "progress"
+#: Memo key holding the latest status: readable by describe with no worker alive.
+STATUS_MEMO_KEY = "status"
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def item_workflow_id(job_id: str, index: int) -> str:
+    return f"{job_id}.{index}"
+
+
+def cache_key_for(media: MediaRef, options: JobOptions) -> str:
+    """Same media with the same result-shaping options gives the same key."""
+    material = {
+        "url": media.url,
+        "kind": media.kind,
+        "stages": options.stages.model_dump(),
+        "ocr_engine": options.ocr_engine,
+        "whisper_model": options.whisper_model,
+        "language": options.language,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def planned_stages(kind: str | None, options: JobOptions) -> list[StageProgress]:
+    if kind == "image":
+        planned = [Stage.DOWNLOAD] + ([Stage.OCR] if options.stages.ocr else [])
+    else:
+        planned = [Stage.DOWNLOAD, Stage.PROBE]
+        if options.stages.scenes:
+            planned += [Stage.SCENES, Stage.KEYFRAMES]
+            if options.stages.ocr:
+                planned.append(Stage.OCR)
+        if options.stages.transcript:
+            planned.append(Stage.TRANSCRIBE)
+    return [StageProgress(stage=s, state=ItemState.PENDING) for s in planned]
+
+
+def error_from(stage: Stage, err: BaseException) -> ErrorInfo:
+    """The user-facing ``{type, message}`` of a failed stage."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError):
+        return ErrorInfo(type=cause.type or ErrorKind.INTERNAL, message=cause.message)
+    if isinstance(cause, TimeoutError):
+        kind = cause.type.name.lower() if cause.type else "limit"
+        return ErrorInfo(
+            type=ErrorKind.TIMEOUT,
+            message=f"{stage}: timed out ({kind}); the worker may have stopped or be "
+            "overloaded: check worker logs and resubmit",
+        )
+    if isinstance(cause, CancelledError):
+        return ErrorInfo(type=ErrorKind.CANCELLED, message=f"{stage}: cancelled")
+    return ErrorInfo(type=ErrorKind.INTERNAL, message=f"{stage}: {cause}")
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: Stage, error: ErrorInfo) -> None:
+        super().__init__(error.message)
+        self.stage = stage
+        self.error = error
+
+
+@workflow.defn(name=ITEM_WORKFLOW_NAME)
+class MediaItemWorkflow:
+    def __init__(self) -> None:
+        self._status = ItemStatus(index=0, source_url="")
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> ItemStatus:
+        return self._status
+
+    @workflow.run
+    async def run(self, input: ItemInput) -> ItemOutcome:
+        media = input.media
+        self._status = ItemStatus(
+            index=input.index,
+            source_url=media.source_url,
+            kind=media.kind,
+            media_url=media.url,
+            workflow_id=workflow.info().workflow_id,
+            state=ItemState.RUNNING,
+            stages=planned_stages(media.kind, input.options),
+        )
+        self._publish()
+        ref = WorkspaceRef(job_id=input.job_id, item_index=input.index)
+        cache_key = cache_key_for(media, input.options)
+
+        if not input.options.refresh:
+            hit = await workflow.execute_activity(
+                "lookup_cache",
+                CacheLookupInput(
+                    cache_key=cache_key,
+                    job_id=input.job_id,
+                    index=input.index,
+                    source_url=media.source_url,
+                ),
+                result_type=CacheLookupResult,
+                start_to_close_timeout=policies.ROUTE.start_to_close,
+                retry_policy=policies.ROUTE.retry,
+                activity_id="cache",
+                summary=f"item {input.index}: cache lookup",
+            )
+            if hit.hit:
+                for stage in self._status.stages:
+                    stage.state, stage.progress, stage.detail = ItemState.SUCCEEDED, 1.0, "cached"
+                return self._finish(ItemState.SUCCEEDED, None, cached=True)
+
+        item = ItemResult(
+            index=input.index,
+            source_url=media.source_url,
+            media_url=media.url,
+            kind=media.kind,
+            state=ItemState.RUNNING,
+            notes=list(input.notes),
+        )
+        queue: str | None = None
+        keyframe_files: list[str] = []
+        cancelled = False
+        try:
+            route = await workflow.execute_activity(
+                "route_item",
+                ref,
+                result_type=RouteResult,
+                start_to_close_timeout=policies.ROUTE.start_to_close,
+                retry_policy=policies.ROUTE.retry,
+                activity_id="route",
+                summary=f"item {input.index}: route",
+            )
+            queue = route.task_queue
+            if media.kind == "image":
+                await self._image(ref, queue, input, item)
+            else:
+                keyframe_files = await self._video(ref, queue, input, item)
+            item.state = ItemState.SUCCEEDED
+        except StageFailed as failed:
+            item.state, item.error = ItemState.FAILED, failed.error
+        except ActivityError as err:  # routing: no worker took the item
+            item.state, item.error = ItemState.FAILED, error_from(Stage.QUEUED, err)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            if queue is not None:
+                if not cancelled:
+                    await self._store(ref, queue, item, keyframe_files, cache_key)
+                await self._cleanup(ref, queue)
+            if cancelled:
+                self._finish(ItemState.CANCELLED, None)
+        return self._finish(item.state, item.error)
+
+    # -- pipelines ---------------------------------------------------------------------
+
+    async def _image(
+        self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult
+    ) -> None:
+        fetched = await self._stage(
+            ref,
+            queue,
+            Stage.DOWNLOAD,
+            "fetch_image",
+            FetchImageInput(workspace=ref, url=input.media.url),
+            FetchImageResult,
+            policies.DOWNLOAD,
+        )
+        item.metadata = fetched.metadata.model_copy(update={"title": input.media.title})
+        if not input.options.stages.ocr:
+            item.notes.append("OCR was switched off by options")
+            return
+        ocr = await self._stage(
+            ref,
+            queue,
+            Stage.OCR,
+            "ocr_keyframes",
+            OcrInput(
+                workspace=ref,
+                engine=input.options.ocr_engine,
+                keyframes=[
+                    KeyframeFile(
+                        scene_index=0,
+                        keyframe=KeyFrame(time_s=0.0, frame=0),
+                        image_file=fetched.image_file,
+                    ),
+                ],
+            ),
+            OcrResult,
+            policies.OCR,
+        )
+        item.text = [line for frame in ocr.frames for line in frame.lines]
+
+    async def _video(
+        self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult
+    ) -> list[str]:
+        """Runs the video stages; returns the key-frame files, in result order."""
+        stages = input.options.stages
+        download = await self._stage(
+            ref,
+            queue,
+            Stage.DOWNLOAD,
+            "download_media",
+            DownloadInput(workspace=ref, url=input.media.url),
+            DownloadResult,
+            policies.DOWNLOAD,
+        )
+        probe = await self._stage(
+            ref,
+            queue,
+            Stage.PROBE,
+            "probe_media",
+            ProbeInput(
+                workspace=ref,
+                media_file=download.media_file,
+                title=download.title or input.media.title,
+            ),
+            ProbeResult,
+            policies.PROBE,
+        )
+        item.metadata = probe.metadata
+        duration = probe.metadata.duration_s
+        keyframe_files: list[str] = []
+
+        async def vision() -> list[Scene]:
+            if not stages.scenes or not probe.has_video:
+                self._skip(Stage.SCENES, Stage.KEYFRAMES, Stage.OCR)
+                item.notes.append(
+                    "scenes, key frames and OCR were switched off by options"
+                    if not stages.scenes
+                    else "the media has no video stream: no scenes, key frames or OCR"
+                )
+                return []
+            scenes = await self._stage(
+                ref,
+                queue,
+                Stage.SCENES,
+                "detect_scenes",
+                DetectScenesInput(workspace=ref, media_file=download.media_file),
+                DetectScenesResult,
+                policies.SCENES,
+                duration,
+            )
+            keyframes = await self._stage(
+                ref,
+                queue,
+                Stage.KEYFRAMES,
+                "extract_keyframes",
+                ExtractKeyframesInput(
+                    workspace=ref,
+                    media_file=download.media_file,
+                    fps=scenes.fps,
+                    scenes=scenes.scenes,
+                ),
+                ExtractKeyframesResult,
+                policies.KEYFRAMES,
+                duration,
+            )
+            texts: dict[int, list[Any]] = {}
+            if stages.ocr and keyframes.keyframes:
+                ocr = await self._stage(
+                    ref,
+                    queue,
+                    Stage.OCR,
+                    "ocr_keyframes",
+                    OcrInput(
+                        workspace=ref,
+                        keyframes=keyframes.keyframes,
+                        engine=input.options.ocr_engine,
+                    ),
+                    OcrResult,
+                    policies.OCR,
+                    duration,
+                )
+                texts = {frame.scene_index: frame.lines for frame in ocr.frames}
+            else:
+                self._skip(Stage.OCR)
+                if not stages.ocr:
+                    item.notes.append("OCR was switched off by options")
+            by_scene: dict[int, list[KeyFrame]] = {}
+            for kf in keyframes.keyframes:
+                by_scene.setdefault(kf.scene_index, []).append(kf.keyframe)
+                keyframe_files.append(kf.image_file)
+            return [
+                Scene(
+                    index=i,
+                    start_s=span.start_s,
+                    end_s=span.end_s,
+                    start_frame=span.start_frame,
+                    end_frame=span.end_frame,
+                    keyframes=by_scene.get(i, []),
+                    text=texts.get(i, []),
+                )
+                for i, span in enumerate(scenes.scenes)
+            ]
+
+        async def speech() -> Transcript | None:
+            if not stages.transcript:
+                self._skip(Stage.TRANSCRIBE)
+                item.notes.append("transcription was switched off by options")
+                return None
+            result = await self._stage(
+                ref,
+                queue,
+                Stage.TRANSCRIBE,
+                "transcribe_audio",
+                TranscribeInput(
+                    workspace=ref,
+                    media_file=download.media_file,
+                    duration_s=duration,
+                    has_audio=probe.metadata.has_audio,
+                    model=input.options.whisper_model,
+                    language=input.options.language,
+                ),
+                TranscribeResult,
+                policies.TRANSCRIBE,
+                duration,
+            )
+            return result.transcript
+
+        # Both branches run to the end, so clean-up never races a running stage.
+        scenes, transcript = await asyncio.gather(vision(), speech(), return_exceptions=True)
+        for outcome in (scenes, transcript):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert not isinstance(scenes, BaseException)
+        assert not isinstance(transcript, BaseException)
+        item.scenes, item.transcript = scenes, transcript
+        return keyframe_files
+
+    async def _stage(
+        self,
+        ref: WorkspaceRef,
+        queue: str,
+        stage: Stage,
+        activity: str,
+        arg: BaseModel,
+        result_type: type[R],
+        policy: StagePolicy,
+        duration_s: float | None = None,
+    ) -> R:
+        """Run one pinned activity, keeping the item's status current."""
+        self._mark(stage, ItemState.RUNNING)
+        try:
+            result = await workflow.execute_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                task_queue=queue,
+                start_to_close_timeout=policy.start_to_close_for(duration_s),
+                schedule_to_start_timeout=policy.schedule_to_start,
+                heartbeat_timeout=policy.heartbeat,
+                retry_policy=policy.retry,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                activity_id=stage.value,
+                summary=f"item {ref.item_index}: {stage.value}",
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                self._mark(stage, ItemState.CANCELLED)
+                raise asyncio.CancelledError() from err
+            self._mark(stage, ItemState.FAILED)
+            raise StageFailed(stage, error_from(stage, err)) from err
+        except asyncio.CancelledError:
+            self._mark(stage, ItemState.CANCELLED)
+            raise
+        self._mark(stage, ItemState.SUCCEEDED)
+        return result
+
+    async def _store(
+        self,
+        ref: WorkspaceRef,
+        queue: str,
+        item: ItemResult,
+        keyframe_files: list[str],
+        cache_key: str,
+    ) -> None:
+        """Put the result (with key-frame URLs) in the artifact store."""
+        number = 0
+        for scene in item.scenes:
+            for keyframe in scene.keyframes:
+                keyframe.url = (
+                    f"/v1/jobs/{ref.job_id}/items/{ref.item_index}/keyframes/{number}.jpg"
+                )
+                number += 1
+        try:
+            await workflow.execute_activity(
+                "store_item_result",
+                StoreResultInput(
+                    workspace=ref,
+                    result=item,
+                    keyframe_files=keyframe_files,
+                    cache_key=cache_key if item.state == ItemState.SUCCEEDED else None,
+                ),
+                task_queue=queue,
+                start_to_close_timeout=policies.STORE.start_to_close,
+                schedule_to_start_timeout=policies.STORE.schedule_to_start,
+                retry_policy=policies.STORE.retry,
+                activity_id="store",
+                summary=f"item {ref.item_index}: store result",
+            )
+        except ActivityError as err:
+            item.state = ItemState.FAILED
+            item.error = ErrorInfo(
+                type=ErrorKind.INTERNAL,
+                message=f"store: the result could not be saved ({err.cause or err}); resubmit",
+            )
+
+    async def _cleanup(self, ref: WorkspaceRef, queue: str) -> None:
+        try:
+            await workflow.execute_activity(
+                "remove_workspace",
+                ref,
+                task_queue=queue,
+                start_to_close_timeout=policies.CLEANUP.start_to_close,
+                schedule_to_start_timeout=policies.CLEANUP.schedule_to_start,
+                retry_policy=policies.CLEANUP.retry,
+                activity_id="cleanup",
+                summary=f"item {ref.item_index}: cleanup",
+            )
+        except ActivityError as err:
+            # The worker holding the files is gone; its janitor removes them on restart.
+            workflow.logger.warning("cleanup failed for item %s: %s", ref.item_index, err)
+
+    # -- status --------------------------------------------------------------------------
+
+    def _finish(
+        self, state: ItemState, error: ErrorInfo | None, cached: bool = False
+    ) -> ItemOutcome:
+        status = self._status
+        status.state, status.error, status.cached = state, error, cached
+        if state == ItemState.SUCCEEDED:
+            status.stage = Stage.DONE
+        status.progress = 1.0
+        for stage in status.stages:
+            if state == ItemState.CANCELLED and stage.state in (
+                ItemState.PENDING,
+                ItemState.RUNNING,
+            ):
+                stage.state = ItemState.CANCELLED
+        self._publish()
+        return ItemOutcome(
+            index=status.index, state=state, kind=status.kind or "video", cached=cached, error=error
+        )
+
+    def _mark(self, stage: Stage, state: ItemState) -> None:
+        for s in self._status.stages:
+            if s.stage == stage:
+                s.state = state
+                s.progress = 1.0 if state == ItemState.SUCCEEDED else 0.0
+        running = [s.stage for s in self._status.stages if s.state == ItemState.RUNNING]
+        if running:
+            self._status.stage = running[0]  # the vision stage, when ASR runs beside it
+        elif state in (ItemState.FAILED, ItemState.CANCELLED):
+            self._status.stage = stage
+        self._publish()
+
+    def _skip(self, *stages: Stage) -> None:
+        self._status.stages = [s for s in self._status.stages if s.stage not in stages]
+        self._publish()
+
+    def _publish(self) -> None:
+        status = self._status
+        if status.state in (ItemState.PENDING, ItemState.RUNNING):
+            status.progress = item_progress(status.stages)
+        workflow.upsert_memo({STATUS_MEMO_KEY: status.model_dump(mode="json")})
+        rows = "\n".join(f"| {s.stage.value} | {s.state.value} |" for s in status.stages)
+        error = f"\n\n**{status.error.type}**: {status.error.message}" if status.error else ""
+        cached = " (cached)" if status.cached else ""
+        workflow.set_current_details(
+            f"**{status.state.value}**{cached} · {status.progress:.0%} · "
+            f"{status.kind} {status.media_url}\n\n| stage | state |\n| --- | --- |\n{rows}{error}"
+        )
