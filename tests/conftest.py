@@ -27,6 +27,17 @@ from reelscope.stack import temporal_binary
 from worker import Models, run_worker
 
 SAMPLE_NAME = "sample.mp4"
+CAPTION_IMAGE_TEXT = "CAROUSEL IMAGE 7"
+
+
+def make_caption_image(path: Path, text: str) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (960, 540), (40, 40, 90))
+    ImageDraw.Draw(image).text(
+        (120, 230), text, font=ImageFont.load_default(size=64), fill=(255, 255, 255)
+    )
+    image.save(path, quality=92)
 
 
 def free_port() -> int:
@@ -69,6 +80,33 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     (folder / "page.mp4").write_text("<!doctype html><html><body>not a video</body></html>")
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "page.html").write_text("<html><body><p>No video here.</p></body></html>")
+    # A post: a page holding two videos (the generic extractor's html5 entries).
+    (folder / "post.html").write_text(
+        "<!doctype html><html><head><title>A post with two clips</title></head><body>"
+        f'<video controls src="{SAMPLE_NAME}"></video>'
+        '<video controls><source src="silent.mp4" type="video/mp4"></video>'
+        "</body></html>"
+    )
+    make_caption_image(folder / "caption.jpg", CAPTION_IMAGE_TEXT)
+    # 80 s with speech throughout, for cancelling a running transcription.
+    subprocess.run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-stream_loop",
+            "4",
+            "-i",
+            str(folder / SAMPLE_NAME),
+            "-c",
+            "copy",
+            str(folder / "long.mp4"),
+        ],
+        check=True,
+        timeout=60,
+    )
     return folder
 
 

@@ -1,0 +1,239 @@
+"""Batches, posts with several items, partial success, cache, idempotency, cancel and
+exports: through the API, on a real Temporal dev server, with real media and models."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import srt
+import webvtt
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from reelscope.settings import Settings
+from tests.conftest import CAPTION_IMAGE_TEXT, SAMPLE_NAME, workspace_files
+from tests.test_end_to_end import wait_for_result
+
+pytestmark = pytest.mark.e2e
+
+PIPELINE_ACTIVITIES = {
+    "download_media",
+    "fetch_image",
+    "probe_media",
+    "detect_scenes",
+    "extract_keyframes",
+    "ocr_keyframes",
+    "transcribe_audio",
+}
+
+
+async def post(api: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return await api.post("/v1/jobs", json=body, headers=headers)
+
+
+async def activities_run(client: Client, workflow_id: str) -> list[str]:
+    """Activity types scheduled in a workflow's history."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+def seconds(vtt_time: str) -> float:
+    hours, minutes, secs = vtt_time.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+
+
+def words(text: str) -> str:
+    return re.sub(r"[^A-Z0-9 ]", "", text.upper())
+
+
+async def test_batch_with_a_broken_link_keeps_its_siblings(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    links = [f"{media_url}/{SAMPLE_NAME}", f"{media_url}/missing.mp4", f"{media_url}/silent.mp4"]
+    job_id = (await post(api, {"urls": links})).json()["job_id"]
+    result, _ = await wait_for_result(api, job_id)
+    assert result["state"] == "partially_succeeded"
+    states = [(i["index"], i["source_url"], i["state"]) for i in result["items"]]
+    assert states == [
+        (0, links[0], "succeeded"),
+        (1, links[1], "failed"),
+        (2, links[2], "succeeded"),
+    ]
+    broken = result["items"][1]
+    assert broken["error"]["type"] == "NotFound" and "missing.mp4" in broken["error"]["message"]
+    assert len(result["items"][0]["scenes"]) == 4 and result["items"][2]["scenes"]
+    assert workspace_files(worker) == []
+
+
+async def test_batch_over_the_cap_is_refused(api: httpx.AsyncClient, settings: Settings) -> None:
+    links = [f"http://example.com/{n}.mp4" for n in range(settings.max_batch_urls + 1)]
+    response = await post(api, {"urls": links})
+    assert response.status_code == 422
+    assert response.json()["detail"]["type"] == "BatchTooLarge"
+    assert str(settings.max_batch_urls) in response.json()["detail"]["message"]
+    both = await post(api, {"url": links[0], "urls": links[:2]})
+    assert both.status_code == 422 and "exactly one" in both.text
+
+
+async def test_post_with_several_videos_and_an_image_link(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
+) -> None:
+    job_id = (
+        await post(api, {"urls": [f"{media_url}/post.html", f"{media_url}/caption.jpg"]})
+    ).json()["job_id"]
+    result, _ = await wait_for_result(api, job_id)
+    assert result["state"] == "succeeded", result
+    kinds = [(i["kind"], i["media_url"].rsplit("/", 1)[-1]) for i in result["items"]]
+    assert kinds == [("video", SAMPLE_NAME), ("video", "silent.mp4"), ("image", "caption.jpg")]
+    assert [i["source_url"] for i in result["items"]][:2] == [f"{media_url}/post.html"] * 2
+
+    video, _, image = result["items"]
+    assert len(video["scenes"]) == 4 and "sunny" in video["transcript"]["text"]
+    assert image["scenes"] == [] and image["transcript"] is None
+    assert [words(t["text"]) for t in image["text"]] == [CAPTION_IMAGE_TEXT]
+    assert image["metadata"]["width"] == 960 and image["metadata"]["height"] == 540
+
+    # Each item is its own workflow, so it has its own history in the Web UI.
+    assert "fetch_image" in await activities_run(temporal_client, f"{job_id}.2")
+    assert "transcribe_audio" in await activities_run(temporal_client, f"{job_id}.0")
+
+    # Key frames are served, at the URLs the result lists.
+    url = video["scenes"][1]["keyframes"][0]["url"]
+    assert url == f"/v1/jobs/{job_id}/items/0/keyframes/1.jpg"
+    jpeg = await api.get(url)
+    assert jpeg.status_code == 200 and jpeg.headers["content-type"] == "image/jpeg"
+    assert jpeg.content[:2] == b"\xff\xd8"
+    assert (await api.get(f"/v1/jobs/{job_id}/items/0/keyframes/99.jpg")).status_code == 404
+
+
+async def test_identical_resubmission_is_served_from_cache(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
+) -> None:
+    body = {"url": f"{media_url}/{SAMPLE_NAME}"}
+    first_id = (await post(api, body)).json()["job_id"]
+    first, _ = await wait_for_result(api, first_id)
+    assert first["items"][0]["cached"] is False
+
+    second_id = (await post(api, body)).json()["job_id"]
+    assert second_id != first_id
+    second, _ = await wait_for_result(api, second_id)
+    item = second["items"][0]
+    assert item["cached"] is True and item["state"] == "succeeded"
+    assert item["scenes"] == [
+        {
+            **s,
+            "keyframes": [
+                {**k, "url": k["url"].replace(first_id, second_id)} for k in s["keyframes"]
+            ],
+        }
+        for s in first["items"][0]["scenes"]
+    ]
+    assert item["transcript"] == first["items"][0]["transcript"]
+    ran = await activities_run(temporal_client, f"{second_id}.0")
+    assert ran == ["lookup_cache"], ran
+    assert (await api.get(item["scenes"][0]["keyframes"][0]["url"])).status_code == 200
+
+    third_id = (await post(api, {**body, "options": {"refresh": True}})).json()["job_id"]
+    third, _ = await wait_for_result(api, third_id)
+    assert third["items"][0]["cached"] is False
+    assert PIPELINE_ACTIVITIES & set(await activities_run(temporal_client, f"{third_id}.0"))
+
+
+async def test_idempotent_retry_returns_the_same_job(
+    api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    key = f"test-{uuid.uuid4()}"
+    body = {"url": "http://example.com/a.mp4"}
+    first = await post(api, body, **{"Idempotency-Key": key})
+    assert first.status_code == 202
+    job_id = first.json()["job_id"]
+    try:
+        run_id = (await temporal_client.get_workflow_handle(job_id).describe()).run_id
+        again = await post(api, body, **{"Idempotency-Key": key})
+        assert again.status_code == 202 and again.json() == first.json()
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert (await temporal_client.get_workflow_handle(job_id).describe()).run_id == run_id
+        other = await post(api, {"url": "http://example.com/b.mp4"}, **{"Idempotency-Key": key})
+        assert other.status_code == 422
+        assert other.json()["detail"]["type"] == "IdempotencyKeyReused"
+        fresh = await post(api, body)
+        assert fresh.json()["job_id"] != job_id, "no key: a new job each time"
+        await temporal_client.get_workflow_handle(fresh.json()["job_id"]).terminate("cleanup")
+    finally:
+        await temporal_client.get_workflow_handle(job_id).terminate("test cleanup")
+    # Once the job has ended, the key still maps to it.
+    ended = await post(api, body, **{"Idempotency-Key": key})
+    assert ended.json()["job_id"] == job_id
+
+
+async def test_cancel_during_transcription(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
+) -> None:
+    worker.max_parallel_items = 1  # item 0 finishes before item 1 starts
+    links = [f"{media_url}/{SAMPLE_NAME}", f"{media_url}/long.mp4"]
+    job_id = (await post(api, {"urls": links, "options": {"refresh": True}})).json()["job_id"]
+    deadline = time.monotonic() + 120
+    while True:
+        status = (await api.get(f"/v1/jobs/{job_id}")).json()
+        items = status["items"]
+        if len(items) == 2 and items[1]["state"] == "running":
+            asr = [s for s in items[1]["stages"] if s["stage"] == "transcribe"]
+            if asr and asr[0]["state"] == "running" and asr[0]["progress"] > 0:
+                break
+        assert status["state"] == "running" and time.monotonic() < deadline, status
+        await asyncio.sleep(0.2)
+    assert items[0]["state"] == "succeeded"
+
+    cancelled_at = time.monotonic()
+    response = await api.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 202
+    while (await api.get(f"/v1/jobs/{job_id}")).json()["state"] == "running":
+        assert time.monotonic() - cancelled_at < 30, "cancel must land within seconds"
+        await asyncio.sleep(0.2)
+
+    result = (await api.get(f"/v1/jobs/{job_id}/result")).json()
+    assert result["state"] == "cancelled"
+    assert result["items"][0]["state"] == "succeeded" and len(result["items"][0]["scenes"]) == 4
+    assert result["items"][1]["state"] == "cancelled"
+    # The running transcription noticed the cancel and stopped (not just abandoned).
+    history = await temporal_client.get_workflow_handle(f"{job_id}.1").fetch_history()
+    types = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED in types
+    assert "remove_workspace" in await activities_run(temporal_client, f"{job_id}.1")
+    assert workspace_files(worker) == []
+    again = await api.delete(f"/v1/jobs/{job_id}")
+    assert again.status_code == 409
+
+
+async def test_subtitles_parse_and_match_the_transcript(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    job_id = (await post(api, {"url": f"{media_url}/{SAMPLE_NAME}"})).json()["job_id"]
+    result, _ = await wait_for_result(api, job_id)
+    segments = result["items"][0]["transcript"]["segments"]
+
+    srt_text = await api.get(f"/v1/jobs/{job_id}/items/0/transcript.srt")
+    assert srt_text.status_code == 200
+    cues = list(srt.parse(srt_text.text))
+    assert [c.content for c in cues] == [s["text"] for s in segments]
+    assert [round(c.start.total_seconds(), 3) for c in cues] == [s["start_s"] for s in segments]
+
+    vtt_text = await api.get(f"/v1/jobs/{job_id}/items/0/transcript.vtt")
+    assert vtt_text.headers["content-type"].startswith("text/vtt")
+    captions = list(webvtt.from_string(vtt_text.text))
+    assert [c.text for c in captions] == [s["text"] for s in segments]
+    assert [seconds(c.end) for c in captions] == pytest.approx(
+        [s["end_s"] for s in segments], abs=0.002
+    )
+    missing = await api.get(f"/v1/jobs/{job_id}/items/5/transcript.srt")
+    assert missing.status_code == 404
