@@ -3,6 +3,8 @@
 - ``reelscope up [--demo]``: the embedded stack (Temporal dev server + UI, worker, API).
 - ``reelscope api``: the API alone, against any Temporal (``REELSCOPE_TEMPORAL_ADDRESS``).
 - ``reelscope worker``: a worker alone (same as ``python worker.py``).
+- ``reelscope process URL [URL...] [--wait] [--json|--srt]``: submit through the API.
+- ``reelscope status JOB`` / ``result JOB`` / ``cancel JOB``.
 - ``reelscope sample PATH``: write the bundled sample video.
 """
 
@@ -12,6 +14,7 @@ import argparse
 import functools
 import http.server
 import json
+import os
 import signal
 import sys
 import threading
@@ -75,7 +78,13 @@ def print_result(result: dict[str, Any]) -> None:
         if item.get("error"):
             print(f"    error {item['error']['type']}: {item['error']['message']}")
         meta = item.get("metadata")
-        if meta:
+        if item.get("cached"):
+            print("    (served from the result cache)")
+        if meta and item.get("kind") == "image":
+            print(f"    image {meta['width']}x{meta['height']} {meta.get('video_codec') or ''}")
+            text = "; ".join(f'"{t["text"]}"' for t in item.get("text", [])) or "-"
+            print(f"    text: {text}")
+        elif meta:
             print(
                 f"    {meta['duration_s']} s, {meta['width']}x{meta['height']} @ {meta['fps']} fps,"
                 f" video {meta['video_codec']}, audio {meta['audio_codec']}"
@@ -258,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="Run a worker alone.")
     worker.set_defaults(func=cmd_worker)
 
+    from reelscope import jobs_cli
+
+    jobs_cli.add_parsers(sub)
+    for name in jobs_cli.COMMANDS:
+        sub.choices[name].set_defaults(func=jobs_cli.run)
+
     sample = sub.add_parser("sample", help="Write the bundled sample video.")
     sample.add_argument("path")
     sample.set_defaults(func=cmd_sample)
@@ -266,7 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`reelscope result JOB | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

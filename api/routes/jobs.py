@@ -14,10 +14,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.deps import ClientDep, SettingsDep, StoreDep
-from api.status import describe, job_result, job_status
 from models.errors import ErrorInfo
 from models.jobs import JobAccepted, JobRequest, JobResult, JobState, JobStatus
 from models.pipeline import JobInput
+from reelscope.status import describe, job_result, job_status
 from workflows import STATUS_MEMO_KEY, WORKFLOW_NAME
 from workflows.media_job import initial_status
 
