@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 
 class ErrorKind(StrEnum):
-    """Why an item failed. Every kind but ``Internal`` and ``Timeout`` is final."""
+    """Why an item failed. Every kind but ``Internal``, ``Timeout`` and (when the cause is
+    transient) ``DownloadFailed`` is final."""
 
     UNSUPPORTED_URL = "UnsupportedUrl"
     NOT_FOUND = "NotFound"
@@ -25,8 +26,12 @@ class ErrorKind(StrEnum):
 
 
 #: Kinds that no retry can fix: activity retry policies list them as non-retryable.
+#: ``DownloadFailed`` is not among them: it covers both a refused link (raised with
+#: ``non_retryable=True``) and a server that hiccuped (retried).
 FINAL_ERROR_KINDS: list[str] = [
-    k.value for k in ErrorKind if k not in (ErrorKind.INTERNAL, ErrorKind.TIMEOUT)
+    k.value
+    for k in ErrorKind
+    if k not in (ErrorKind.INTERNAL, ErrorKind.TIMEOUT, ErrorKind.DOWNLOAD_FAILED)
 ]
 
 

@@ -8,6 +8,7 @@ with the item workflow's description. So status answers while workers are down o
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
@@ -22,12 +23,14 @@ from models.jobs import (
     JobState,
     JobStatus,
     Stage,
+    StageProgress,
     item_progress,
     job_progress,
 )
 from models.pipeline import ActivityProgress
 from reelscope.artifacts import ArtifactStore, result_key
 from workflows import STATUS_MEMO_KEY
+from workflows.media_job import RESOLVE_ACTIVITY_PREFIX
 
 _CLOSED_STATES = {
     WorkflowExecutionStatus.CANCELED: JobState.CANCELLED,
@@ -58,6 +61,7 @@ async def job_status(client: Client, job_id: str) -> JobStatus | None:
     status.job_id = job_id
     if desc.status == WorkflowExecutionStatus.RUNNING:
         status.state = JobState.RUNNING
+        await _merge_resolving(status, desc)
         running = [i for i in status.items if i.state == ItemState.RUNNING and i.workflow_id]
         details = await asyncio.gather(*(_item_detail(client, i) for i in running))
         for item, detail in zip(running, details, strict=True):
@@ -82,6 +86,35 @@ async def job_status(client: Client, job_id: str) -> JobStatus | None:
     return status
 
 
+async def _merge_resolving(status: JobStatus, desc: WorkflowExecutionDescription) -> None:
+    """Attempts and last failures of links still being resolved (before items exist)."""
+    for pending in desc.raw_description.pending_activities:
+        if not pending.activity_id.startswith(RESOLVE_ACTIVITY_PREFIX):
+            continue
+        index = pending.activity_id.removeprefix(RESOLVE_ACTIVITY_PREFIX)
+        if not index.isdigit() or int(index) >= len(status.items):
+            continue
+        item = status.items[int(index)]
+        if item.stage == Stage.RESOLVE and item.stages:
+            _apply_pending(item.stages[0], pending, None)
+
+
+def _apply_pending(stage: StageProgress, pending: Any, progress: ActivityProgress | None) -> None:
+    stage.state = ItemState.RUNNING
+    if progress is not None:
+        stage.progress = progress.fraction
+        stage.detail = progress.describe()
+    stage.attempt = pending.attempt
+    if pending.HasField("last_failure") and pending.last_failure.message:
+        stage.last_failure = pending.last_failure.message
+    if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
+        stage.detail = (
+            f"waiting to retry (attempt {pending.attempt})"
+            if pending.attempt > 1
+            else "waiting for a worker"
+        )
+
+
 async def _item_detail(client: Client, item: ItemStatus) -> ItemStatus | None:
     """A running item's own status, with progress from its activities' heartbeats."""
     assert item.workflow_id is not None
@@ -104,19 +137,7 @@ async def _item_detail(client: Client, item: ItemStatus) -> ItemStatus | None:
                 progress = ActivityProgress.model_validate(decoded[0]) if decoded else None
             except ValueError:
                 progress = None
-        stage.state = ItemState.RUNNING
-        if progress is not None:
-            stage.progress = progress.fraction
-            stage.detail = progress.describe()
-        stage.attempt = pending.attempt
-        if pending.HasField("last_failure") and pending.last_failure.message:
-            stage.last_failure = pending.last_failure.message
-        if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
-            stage.detail = (
-                f"waiting to retry (attempt {pending.attempt})"
-                if pending.attempt > 1
-                else "waiting for a worker"
-            )
+        _apply_pending(stage, pending, progress)
         if detail.stage in (Stage.QUEUED, Stage.RESOLVE):
             detail.stage = stage.stage
     return detail

@@ -5,11 +5,15 @@ with a fresh task queue and data dir."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import imageio_ffmpeg
@@ -20,7 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from reelscope.cli import serve_folder
+from reelscope.cli import _QuietServer
 from reelscope.sample import SampleSpec, make_sample
 from reelscope.settings import Settings
 from reelscope.stack import temporal_binary
@@ -110,10 +114,34 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     return folder
 
 
+class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the media folder. ``/flaky/<key>/<file>`` answers 503 to the 2nd and 3rd
+    request for a key: the link resolves, then the download fails twice, then works."""
+
+    counts: ClassVar[dict[str, int]] = {}
+    lock = threading.Lock()
+
+    def do_GET(self) -> None:
+        parts = self.path.split("/")
+        if len(parts) >= 4 and parts[1] == "flaky":
+            with self.lock:
+                count = self.counts[parts[2]] = self.counts.get(parts[2], 0) + 1
+            if count in (2, 3):
+                self.send_error(503, "try again")
+                return
+            self.path = "/" + "/".join(parts[3:])
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 @pytest.fixture(scope="session")
 def media_url(media_dir: Path) -> Iterator[str]:
-    server, base = serve_folder(media_dir)
-    yield base
+    handler = functools.partial(FlakyMediaHandler, directory=str(media_dir))
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
 

@@ -237,3 +237,23 @@ async def test_subtitles_parse_and_match_the_transcript(
     )
     missing = await api.get(f"/v1/jobs/{job_id}/items/5/transcript.srt")
     assert missing.status_code == 404
+
+
+async def test_status_shows_attempts_and_the_last_failure_while_retrying(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    url = f"{media_url}/flaky/{uuid.uuid4().hex}/{SAMPLE_NAME}"
+    job_id = (await post(api, {"url": url, "options": {"refresh": True}})).json()["job_id"]
+    seen: dict[str, Any] | None = None
+    deadline = time.monotonic() + 60
+    while seen is None and time.monotonic() < deadline:
+        status = (await api.get(f"/v1/jobs/{job_id}")).json()
+        for stage in status["items"][0]["stages"]:
+            if stage["stage"] == "download" and (stage.get("attempt") or 0) >= 2:
+                seen = stage
+        assert status["state"] == "running" or seen, status
+        await asyncio.sleep(0.1)
+    assert seen is not None, "no retry was visible in the status"
+    assert "503" in (seen["last_failure"] or ""), seen
+    result, _ = await wait_for_result(api, job_id)
+    assert result["state"] == "succeeded", "the third attempt succeeds"

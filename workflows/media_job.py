@@ -45,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 WORKFLOW_NAME = "MediaJob"
+#: Resolve activities are ``resolve.<link index>``: the API maps their heartbeats and
+#: retries onto the placeholder item of that link.
+RESOLVE_ACTIVITY_PREFIX = "resolve."
 #: Links resolved at once.
 RESOLVE_CONCURRENCY = 4
 
@@ -96,7 +99,9 @@ class MediaJobWorkflow:
         self._publish()
 
         limit = asyncio.Semaphore(RESOLVE_CONCURRENCY)
-        resolved = await asyncio.gather(*(self._resolve(url, input, limit) for url in input.urls))
+        resolved = await asyncio.gather(
+            *(self._resolve(i, url, input, limit) for i, url in enumerate(input.urls))
+        )
         work: list[tuple[int, MediaRef, list[str]]] = []
         items: list[ItemStatus] = []
         for link in resolved:
@@ -163,8 +168,14 @@ class MediaJobWorkflow:
             ],
         )
 
-    async def _resolve(self, url: str, input: JobInput, limit: asyncio.Semaphore) -> _Resolved:
+    async def _resolve(
+        self, index: int, url: str, input: JobInput, limit: asyncio.Semaphore
+    ) -> _Resolved:
         async with limit:
+            placeholder = self._status.items[index]
+            placeholder.state = ItemState.RUNNING
+            placeholder.stages[0].state = ItemState.RUNNING
+            self._publish()
             try:
                 result = await workflow.execute_activity(
                     "resolve_link",
@@ -172,6 +183,7 @@ class MediaJobWorkflow:
                     result_type=ResolveResult,
                     start_to_close_timeout=policies.RESOLVE.start_to_close,
                     retry_policy=policies.RESOLVE.retry,
+                    activity_id=f"{RESOLVE_ACTIVITY_PREFIX}{index}",
                     summary=f"resolve {url}",
                 )
             except ActivityError as err:

@@ -31,3 +31,5 @@ def test_long_stages_heartbeat_and_scale_with_duration() -> None:
     assert TRANSCRIBE.heartbeat is not None and DOWNLOAD.heartbeat is not None
     assert TRANSCRIBE.start_to_close_for(3600) > TRANSCRIBE.start_to_close_for(10)
     assert "NotFound" in (TRANSCRIBE.retry.non_retryable_error_types or [])
+    # A transient download failure must stay retryable: its flag decides, not its type.
+    assert "DownloadFailed" not in (DOWNLOAD.retry.non_retryable_error_types or [])

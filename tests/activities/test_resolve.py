@@ -1,0 +1,93 @@
+"""``items_from_info`` on recorded info dicts shaped like real extractor output, and
+``resolve_link`` against the local media server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.resolve import ResolveActivities, items_from_info
+from models.pipeline import ResolveInput
+from tests.activities.conftest import RecordingEnvironment
+from tests.conftest import SAMPLE_NAME
+
+INFO = Path(__file__).parent / "info"
+
+
+def recorded(name: str) -> dict:
+    return json.loads((INFO / name).read_text())
+
+
+def test_instagram_carousel_gives_videos_and_images_in_post_order() -> None:
+    post = "https://www.instagram.com/p/C7xYz12AbCd/"
+    items = items_from_info(recorded("instagram_carousel.json"), post)
+    assert [(i.kind, i.url) for i in items] == [
+        # The progressive format (video and audio in one file) beats video-only DASH.
+        ("video", "https://cdn.example/v/3301_720.mp4"),
+        # Images: the largest thumbnail.
+        ("image", "https://cdn.example/i/3302_1080.jpg?stp=dst-jpg"),
+        # Only video-only DASH: the best video format.
+        ("video", "https://cdn.example/v/3303_480v.mp4"),
+        # An image URL of its own wins over thumbnails.
+        ("image", "https://cdn.example/i/3304.webp"),
+    ]
+    assert all(i.source_url == post for i in items)
+
+
+def test_playlist_entries_with_their_own_pages_are_downloaded_from_them() -> None:
+    items = items_from_info(recorded("youtube_playlist_flat.json"), "https://yt/playlist")
+    assert [(i.kind, i.url, i.title) for i in items] == [
+        ("video", "https://www.youtube.com/watch?v=aaaaaaaaaaa", "Clip one"),
+        ("video", "https://www.youtube.com/watch?v=bbbbbbbbbbb", "Clip two"),
+        ("video", "https://www.youtube.com/watch?v=ccccccccccc", "Clip three"),
+    ]
+
+
+def test_generic_page_with_two_videos() -> None:
+    items = items_from_info(recorded("generic_html5_page.json"), "http://media.example/post.html")
+    assert [(i.kind, i.url) for i in items] == [
+        ("video", "http://media.example/a.mp4"),
+        ("video", "http://media.example/b.mp4"),
+    ]
+
+
+def test_single_video_and_direct_image_and_empty_post() -> None:
+    video = items_from_info(
+        {
+            "id": "a",
+            "url": "http://x/a.mp4",
+            "ext": "mp4",
+            "formats": [{"url": "http://x/a.mp4", "ext": "mp4"}],
+        },
+        "http://x/a",
+    )
+    assert [(i.kind, i.url) for i in video] == [("video", "http://x/a")]
+    image = items_from_info({"id": "c", "url": "http://x/c.jpg", "ext": "jpg"}, "http://x/c.jpg")
+    assert [(i.kind, i.url) for i in image] == [("image", "http://x/c.jpg")]
+    text_only = {"_type": "playlist", "entries": [{"id": "1", "title": "just words"}]}
+    assert items_from_info(text_only, "http://x/post") == []
+    nested = {"_type": "playlist", "entries": [recorded("generic_html5_page.json")]}
+    assert len(items_from_info(nested, "http://x/p")) == 2
+
+
+def test_resolve_link_reads_a_local_post_and_caps_it(media_url: str) -> None:
+    activity = ResolveActivities(10).resolve_link
+    result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/post.html"))
+    assert [(i.kind, i.url.rsplit("/", 1)[-1]) for i in result.items] == [
+        ("video", SAMPLE_NAME),
+        ("video", "silent.mp4"),
+    ]
+    capped = RecordingEnvironment().run(
+        activity, ResolveInput(url=f"{media_url}/post.html", max_items=1)
+    )
+    assert len(capped.items) == 1 and capped.dropped == 1
+
+
+def test_resolve_link_errors_are_typed(media_url: str) -> None:
+    activity = ResolveActivities(10).resolve_link
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/page.html"))
+    assert info.value.type == "UnsupportedUrl" and info.value.message.startswith("resolve:")
