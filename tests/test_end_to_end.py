@@ -16,6 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from models.jobs import JobStatus
+from reelscope.query import describe_progress, query_item_progress, query_progress
 from reelscope.sample import SPEECH_TEXT, SampleSpec
 from reelscope.settings import Settings
 from tests.conftest import SAMPLE_NAME, workspace_files
@@ -124,6 +125,13 @@ async def test_sample_video_end_to_end(
     progress = await handle.query(PROGRESS_QUERY, result_type=JobStatus)
     assert progress.state == "succeeded"
     assert [s.state for s in progress.items[0].stages] == ["succeeded"] * 6
+    # The typed helpers for programs: by query (needs a worker) and by describe.
+    assert (await query_progress(temporal_client, job_id)).state == "succeeded"
+    item_status = await query_item_progress(temporal_client, job_id, 0)
+    assert item_status.stage == "done" and item_status.kind == "video"
+    described = await describe_progress(temporal_client, job_id)
+    assert described is not None and described.items[0].state == "succeeded"
+    assert await describe_progress(temporal_client, "job-nothing-here") is None
     history = await handle.fetch_history()
     await Replayer(
         workflows=[MediaJobWorkflow], data_converter=pydantic_data_converter
