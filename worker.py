@@ -24,11 +24,11 @@ from typing import Any
 import structlog
 from temporalio.worker import Worker
 
-from activities.download import DownloadActivities
+from activities.download import DownloadActivities, FetchPolicy
 from activities.frames import FrameActivities
 from activities.images import ImageActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
-from activities.probe import ProbeActivities
+from activities.probe import MediaLimits, ProbeActivities
 from activities.resolve import ResolveActivities
 from activities.results import ResultActivities
 from activities.scenes import SceneActivities
@@ -82,6 +82,14 @@ def build_activities(
     settings: Settings, models: Models
 ) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
     """(shared-queue activities, host-queue activities)."""
+    fetch = FetchPolicy(
+        max_bytes=settings.max_download_bytes,
+        socket_timeout_s=settings.download_socket_timeout_s,
+        allow_private=settings.allow_private_urls,
+        allowed_networks=tuple(settings.allowed_networks),
+        max_duration_s=settings.max_duration_s,
+        job_disk_quota_bytes=settings.job_disk_quota_bytes,
+    )
     workspaces = Workspaces(settings.workspaces_dir)
     workspace = WorkspaceActivities(workspaces, settings.host_task_queue)
     results = ResultActivities(
@@ -90,16 +98,18 @@ def build_activities(
     shared: list[Callable[..., Any]] = [
         workspace.route_item,
         results.lookup_cache,
-        ResolveActivities(settings.download_socket_timeout_s).resolve_link,
+        ResolveActivities(fetch).resolve_link,
     ]
     host: list[Callable[..., Any]] = [
-        DownloadActivities(
+        DownloadActivities(workspaces, settings.data_dir, fetch).download_media,
+        ProbeActivities(
             workspaces,
-            settings.data_dir,
-            settings.max_download_bytes,
-            settings.download_socket_timeout_s,
-        ).download_media,
-        ProbeActivities(workspaces).probe_media,
+            MediaLimits(
+                max_duration_s=settings.max_duration_s,
+                max_dimension_px=settings.max_dimension_px,
+                max_decode_pixels=settings.max_decode_pixels,
+            ),
+        ).probe_media,
         SceneActivities(
             workspaces, settings.scene_threshold, settings.min_scene_len_frames
         ).detect_scenes,
@@ -108,12 +118,7 @@ def build_activities(
         TranscribeActivities(
             workspaces, models.whisper, settings.whisper_beam_size
         ).transcribe_audio,
-        ImageActivities(
-            workspaces,
-            settings.max_download_bytes,
-            settings.max_image_pixels,
-            settings.download_socket_timeout_s,
-        ).fetch_image,
+        ImageActivities(workspaces, fetch, settings.max_image_pixels).fetch_image,
         results.store_item_result,
         workspace.remove_workspace,
     ]

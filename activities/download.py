@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ from yt_dlp import YoutubeDL
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
 
+from activities.netguard import check_scheme, find_not_allowed, guard, not_allowed
 from activities.progress import log, report
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -27,6 +30,10 @@ MEDIA_STEM = "media"
 
 class _TooLarge(Exception):
     """Raised from the progress hook to stop a download that passed the size cap."""
+
+
+class _OverQuota(Exception):
+    """Raised from the progress hook when the job's workspaces pass their disk quota."""
 
 
 class _QuietLogger:
@@ -84,6 +91,9 @@ def classify_download_error(
     """Turn a yt-dlp failure into a typed error a user can act on. The most specific
     cause anywhere in the chain decides (a DNS failure arrives inside a TransportError)."""
     causes = _causes(exc)
+    blocked = find_not_allowed(exc)
+    if blocked is not None:
+        return not_allowed(url, blocked, stage)
 
     def find(kind: type[BaseException]) -> Any:
         return next((c for c in causes if isinstance(c, kind)), None)
@@ -93,6 +103,13 @@ def classify_download_error(
             f"{stage}: {url} is larger than the {too_large.args[0]} byte limit; "
             "send a shorter or lower-resolution file",
             type=ErrorKind.MEDIA_TOO_LARGE,
+            non_retryable=True,
+        )
+    if (quota := find(_OverQuota)) is not None:
+        return ApplicationError(
+            f"{stage}: the job's downloads passed its {quota.args[0]} byte disk quota at {url}; "
+            "send fewer or smaller files per job",
+            type=ErrorKind.DISK_QUOTA_EXCEEDED,
             non_retryable=True,
         )
     if (http_error := find(HTTPError)) is not None:
@@ -162,14 +179,38 @@ def _http_error(url: str, status: int, stage: str = "download") -> ApplicationEr
     )
 
 
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What any fetch may do; built from ``Settings`` by the worker."""
+
+    max_bytes: int = 2 * 1024**3
+    socket_timeout_s: float = 30.0
+    allow_private: bool = False
+    allowed_networks: tuple[str, ...] = ()
+    max_duration_s: float = 4 * 3600
+    job_disk_quota_bytes: int = 4 * 1024**3
+
+    def guard(self) -> AbstractContextManager[None]:
+        return guard(self.allow_private, self.allowed_networks)
+
+
+def too_long(url: str, duration: float, limit: float, stage: str) -> ApplicationError:
+    return ApplicationError(
+        f"{stage}: {url} lasts {duration:.0f} s, over the {limit:.0f} s limit; send a shorter clip",
+        type=ErrorKind.MEDIA_TOO_LONG,
+        non_retryable=True,
+    )
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 class DownloadActivities:
-    def __init__(
-        self, workspaces: Workspaces, data_dir: Path, max_bytes: int, socket_timeout_s: float
-    ) -> None:
+    def __init__(self, workspaces: Workspaces, data_dir: Path, policy: FetchPolicy) -> None:
         self._workspaces = workspaces
         self._ffmpeg_dir = ffmpeg_dir(data_dir)
-        self._max_bytes = max_bytes
-        self._socket_timeout_s = socket_timeout_s
+        self._policy = policy
 
     @activity.defn(name="download_media")
     def download_media(self, input: DownloadInput) -> DownloadResult:
@@ -177,14 +218,21 @@ class DownloadActivities:
 
         A retry continues a partial download: yt-dlp keeps its ``.part`` file.
         """
+        check_scheme(input.url, "download")
         workspace = self._workspaces.create(input.workspace)
-        max_bytes = self._max_bytes
+        policy = self._policy
+        max_bytes = policy.max_bytes
+        # Other items of the same job count against the job's disk quota.
+        job_dir = workspace.parent
+        others = _folder_bytes(job_dir) - _folder_bytes(workspace)
 
         def on_progress(status: dict[str, Any]) -> None:
             done = int(status.get("downloaded_bytes") or 0)
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             if done > max_bytes or (total and total > max_bytes):
                 raise _TooLarge(max_bytes)
+            if others + done > policy.job_disk_quota_bytes:
+                raise _OverQuota(policy.job_disk_quota_bytes)
             report(
                 ActivityProgress(
                     stage=Stage.DOWNLOAD,
@@ -203,7 +251,11 @@ class DownloadActivities:
             "noplaylist": True,
             "logger": _QuietLogger(),
             "progress_hooks": [on_progress],
-            "socket_timeout": self._socket_timeout_s,
+            "socket_timeout": policy.socket_timeout_s,
+            # Native downloaders only: an external one (ffmpeg) would open connections
+            # this process's guard cannot see.
+            "external_downloader": {"default": "native"},
+            "hls_prefer_native": True,
             "retries": 2,
             "fragment_retries": 2,
             "max_filesize": max_bytes,
@@ -215,9 +267,13 @@ class DownloadActivities:
         }
         report(ActivityProgress(stage=Stage.DOWNLOAD, unit="bytes"))
         try:
-            with YoutubeDL(options) as ydl:
-                info = ydl.extract_info(input.url, download=True)
-        except (DownloadError, ExtractorError) as exc:
+            with policy.guard(), YoutubeDL(options) as ydl:
+                info = ydl.extract_info(input.url, download=False)
+                duration = (info or {}).get("duration")
+                if duration and duration > policy.max_duration_s:
+                    raise too_long(input.url, duration, policy.max_duration_s, "download")
+                info = ydl.process_ie_result(info, download=True) if info else None
+        except (DownloadError, ExtractorError, OSError) as exc:
             raise classify_download_error(input.url, exc) from None
         if info is None:
             raise ApplicationError(

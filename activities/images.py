@@ -9,7 +9,8 @@ from PIL import Image, UnidentifiedImageError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.download import _http_error
+from activities.download import FetchPolicy, _http_error
+from activities.netguard import check_scheme, find_not_allowed, not_allowed
 from activities.progress import log, report
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -21,25 +22,28 @@ IMAGE_FILE = "image.jpg"
 
 
 class ImageActivities:
-    def __init__(
-        self, workspaces: Workspaces, max_bytes: int, max_pixels: int, timeout_s: float
-    ) -> None:
+    def __init__(self, workspaces: Workspaces, policy: FetchPolicy, max_pixels: int) -> None:
         self._workspaces = workspaces
-        self._max_bytes = max_bytes
+        self._policy = policy
+        self._max_bytes = policy.max_bytes
         self._max_pixels = max_pixels
-        self._timeout_s = timeout_s
+        self._timeout_s = policy.socket_timeout_s
 
     @activity.defn(name="fetch_image")
     def fetch_image(self, input: FetchImageInput) -> FetchImageResult:
         """Download an image (network), refuse decompression bombs, and save it as
         ``image.jpg`` in the workspace for OCR."""
+        check_scheme(input.url, "download")
         workspace = self._workspaces.create(input.workspace)
         raw = workspace / RAW_FILE
         size = 0
         try:
-            with httpx.stream(
-                "GET", input.url, follow_redirects=True, timeout=self._timeout_s
-            ) as response:
+            with (
+                self._policy.guard(),
+                httpx.stream(
+                    "GET", input.url, follow_redirects=True, timeout=self._timeout_s
+                ) as response,
+            ):
                 if response.status_code >= 400:
                     raise _http_error(input.url, response.status_code)
                 with raw.open("wb") as sink:
@@ -54,7 +58,10 @@ class ImageActivities:
                             )
                         sink.write(chunk)
                         report(ActivityProgress(stage=Stage.DOWNLOAD, done=size, unit="bytes"))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:
+            blocked = find_not_allowed(exc)
+            if blocked is not None:
+                raise not_allowed(input.url, blocked, "download") from None
             raise ApplicationError(
                 f"download: could not fetch the image at {input.url}: {exc}",
                 type=ErrorKind.DOWNLOAD_FAILED,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import av
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -13,13 +15,25 @@ from models.jobs import MediaMetadata
 from models.pipeline import ProbeInput, ProbeResult
 
 
+def too_large(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ErrorKind.MEDIA_TOO_LARGE, non_retryable=True)
+
+
 def corrupt(message: str) -> ApplicationError:
     return ApplicationError(message, type=ErrorKind.CORRUPT_MEDIA, non_retryable=True)
 
 
+@dataclass(frozen=True)
+class MediaLimits:
+    max_duration_s: float = 4 * 3600
+    max_dimension_px: int = 8192
+    max_decode_pixels: float = 2e12
+
+
 class ProbeActivities:
-    def __init__(self, workspaces: Workspaces) -> None:
+    def __init__(self, workspaces: Workspaces, limits: MediaLimits | None = None) -> None:
         self._workspaces = workspaces
+        self._limits = limits or MediaLimits()
 
     @activity.defn(name="probe_media")
     def probe_media(self, input: ProbeInput) -> ProbeResult:
@@ -52,12 +66,20 @@ class ProbeActivities:
                 if duration is None and video.duration and video.time_base:
                     duration = float(video.duration * video.time_base)
                 frame_count = video.frames or (round(duration * fps) if duration and fps else None)
+                self._check_budget(width, height, fps, duration)
                 try:
                     first = next(container.decode(video=0), None)
                 except av.error.FFmpegError as exc:
                     raise corrupt(f"probe: the video stream does not decode ({exc})") from None
                 if first is None:
                     raise corrupt("probe: the video stream holds no decodable frame")
+            if duration and duration > self._limits.max_duration_s:
+                raise ApplicationError(
+                    f"probe: the media lasts {duration:.0f} s, over the "
+                    f"{self._limits.max_duration_s:.0f} s limit; send a shorter clip",
+                    type=ErrorKind.MEDIA_TOO_LONG,
+                    non_retryable=True,
+                )
             metadata = MediaMetadata(
                 title=input.title,
                 duration_s=round(duration, 3) if duration else None,
@@ -71,3 +93,24 @@ class ProbeActivities:
             )
         log().info("probe.done", **metadata.model_dump(exclude={"title"}))
         return ProbeResult(metadata=metadata, has_video=video is not None, frame_count=frame_count)
+
+    def _check_budget(
+        self, width: int | None, height: int | None, fps: float | None, duration: float | None
+    ) -> None:
+        """Refuse frames too large to decode safely, before decoding any."""
+        limits = self._limits
+        if not width or not height:
+            raise corrupt("probe: the video stream declares no frame size")
+        if width > limits.max_dimension_px or height > limits.max_dimension_px:
+            raise too_large(
+                f"probe: frames of {width}x{height} pixels are over the "
+                f"{limits.max_dimension_px} px limit; send a smaller video"
+            )
+        if fps and duration:
+            cost = width * height * fps * duration
+            if cost > limits.max_decode_pixels:
+                raise too_large(
+                    f"probe: {width}x{height} at {fps:.0f} fps for {duration:.0f} s is "
+                    f"{cost:.2g} pixels to decode, over the {limits.max_decode_pixels:.2g} "
+                    "budget; send a shorter or smaller video"
+                )

@@ -11,7 +11,8 @@ from temporalio.exceptions import ApplicationError
 from yt_dlp import YoutubeDL
 from yt_dlp.utils import DownloadError, ExtractorError
 
-from activities.download import _QuietLogger, classify_download_error
+from activities.download import FetchPolicy, _QuietLogger, classify_download_error, too_long
+from activities.netguard import check_scheme
 from activities.progress import log
 from models.errors import ErrorKind
 from models.pipeline import MediaRef, ResolveInput, ResolveResult
@@ -123,12 +124,13 @@ def items_from_info(info: dict[str, Any], source_url: str) -> list[MediaRef]:
 
 
 class ResolveActivities:
-    def __init__(self, socket_timeout_s: float) -> None:
-        self._socket_timeout_s = socket_timeout_s
+    def __init__(self, policy: FetchPolicy) -> None:
+        self._policy = policy
 
     @activity.defn(name="resolve_link")
     def resolve_link(self, input: ResolveInput) -> ResolveResult:
         """Ask yt-dlp what the link holds, without downloading media (network)."""
+        check_scheme(input.url, "resolve")
         if url_extension(input.url) in IMAGE_EXTENSIONS:
             return ResolveResult(
                 items=[MediaRef(source_url=input.url, url=input.url, kind="image")]
@@ -139,16 +141,24 @@ class ResolveActivities:
             "no_warnings": True,
             "noprogress": True,
             "cachedir": False,
-            "socket_timeout": self._socket_timeout_s,
+            "socket_timeout": self._policy.socket_timeout_s,
             "playlistend": input.max_items + 1,
             "extract_flat": "in_playlist",
         }
         try:
-            with YoutubeDL(options) as ydl:
+            with self._policy.guard(), YoutubeDL(options) as ydl:
                 info = ydl.extract_info(input.url, download=False)
-        except (DownloadError, ExtractorError) as exc:
+        except (DownloadError, ExtractorError, OSError) as exc:
             raise classify_download_error(input.url, exc, stage="resolve") from None
-        items = items_from_info(info or {}, input.url)
+        items = [
+            item
+            for item in items_from_info(info or {}, input.url)
+            if urlsplit(item.url).scheme.lower() in ("http", "https")
+        ]
+        if info and info.get("_type") not in ("playlist", "multi_video"):
+            duration = info.get("duration")
+            if duration and duration > self._policy.max_duration_s:
+                raise too_long(input.url, duration, self._policy.max_duration_s, "resolve")
         if not items:
             raise ApplicationError(
                 f"resolve: {input.url} holds no video or image; link a post or a video",

@@ -72,6 +72,7 @@ async def main() -> None:
         "REELSCOPE_API_PORT": str(api_port),
         "REELSCOPE_TASK_QUEUE": "bench",
         "REELSCOPE_LOG_LEVEL": "WARNING",
+        "REELSCOPE_ALLOW_PRIVATE_URLS": "true",
     }
     procs = [
         subprocess.Popen(

@@ -13,9 +13,12 @@ class ErrorKind(StrEnum):
     transient) ``DownloadFailed`` is final."""
 
     UNSUPPORTED_URL = "UnsupportedUrl"
+    URL_NOT_ALLOWED = "UrlNotAllowed"
     NOT_FOUND = "NotFound"
     DOWNLOAD_FAILED = "DownloadFailed"
     MEDIA_TOO_LARGE = "MediaTooLarge"
+    MEDIA_TOO_LONG = "MediaTooLong"
+    DISK_QUOTA_EXCEEDED = "DiskQuotaExceeded"
     CORRUPT_MEDIA = "CorruptMedia"
     NO_MEDIA = "NoMedia"
     NO_VIDEO_STREAM = "NoVideoStream"

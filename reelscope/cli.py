@@ -29,13 +29,14 @@ from reelscope.stack import Stack, StackError
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {
+    overrides: dict[str, Any] = {
         key: value
         for key, value in {
             "api_port": getattr(args, "api_port", None),
             "temporal_port": getattr(args, "temporal_port", None),
             "ui_port": getattr(args, "ui_port", None),
             "data_dir": getattr(args, "data_dir", None),
+            "allow_private_urls": True if getattr(args, "allow_private_urls", False) else None,
         }.items()
         if value is not None
     }
@@ -163,6 +164,8 @@ def run_demo(stack: Stack) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.demo:
+        args.allow_private_urls = True  # the sample is served on loopback
     settings = _settings_from(args)
     stack = Stack(settings)
     stop = threading.Event()
@@ -184,6 +187,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  Temporal     127.0.0.1:{settings.temporal_port} (namespace "
             f"{settings.temporal_namespace})\n"
             f"  Logs         {stack.logs_dir}/{{temporal,worker,api}}.log\n"
+            + (
+                "  Fetching     private and loopback addresses ALLOWED (--allow-private-urls;"
+                " local use only)\n"
+                if settings.allow_private_urls
+                else "  Fetching     public addresses only\n"
+            )
         )
         if args.demo:
             ok = run_demo(stack)
@@ -258,7 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite, workspaces and logs (REELSCOPE_DATA_DIR, ./.reelscope).",
     )
     up.add_argument(
-        "--demo", action="store_true", help="Process the bundled sample video and print its result."
+        "--demo",
+        action="store_true",
+        help="Process the bundled sample video and print its result "
+        "(implies --allow-private-urls: the sample is served on loopback).",
+    )
+    up.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="Let workers fetch loopback and private addresses, e.g. files served on "
+        "localhost (REELSCOPE_ALLOW_PRIVATE_URLS). Never on a shared server.",
     )
     up.add_argument(
         "--exit-after-demo",

@@ -56,7 +56,26 @@ class Settings(BaseSettings):
         2.0, description="Longest gap between heartbeats sent; bounds how late a cancel lands."
     )
 
-    # Download limits.
+    # Fetch safety.
+    allow_private_urls: bool = Field(
+        False, description="Fetch loopback/private/link-local addresses too. Off in deployments."
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks fetched even though private, e.g. an internal media server (JSON).",
+    )
+
+    # Limits.
+    max_duration_s: float = Field(4 * 3600, description="Longest media accepted.")
+    max_dimension_px: int = Field(8192, description="Widest or tallest video frame accepted.")
+    max_decode_pixels: float = Field(
+        2e12, description="Decode budget: width x height x fps x duration."
+    )
+    job_disk_quota_bytes: int = Field(
+        4 * 1024**3, description="Disk one job's items may use in a worker's workspaces."
+    )
+    max_request_bytes: int = Field(64 * 1024, description="Largest API request body.")
+
     max_download_bytes: int = Field(2 * 1024**3, description="Refuse media larger than this.")
     max_image_pixels: int = Field(50_000_000, description="Refuse images larger than this.")
     download_socket_timeout_s: float = 30.0

@@ -128,6 +128,7 @@ class Stack:
             "REELSCOPE_DATA_DIR": str(self.data_dir),
             "REELSCOPE_API_HOST": s.api_host,
             "REELSCOPE_API_PORT": str(s.api_port),
+            "REELSCOPE_ALLOW_PRIVATE_URLS": "true" if s.allow_private_urls else "false",
         }
 
     def start(self) -> None:

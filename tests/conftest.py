@@ -5,11 +5,13 @@ with a fresh task queue and data dir."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import http.server
 import socket
 import subprocess
 import threading
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -119,10 +121,20 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
     request for a key: the link resolves, then the download fails twice, then works."""
 
     counts: ClassVar[dict[str, int]] = {}
+    #: Every path requested, to prove a blocked fetch never arrived.
+    requested: ClassVar[list[str]] = []
     lock = threading.Lock()
 
     def do_GET(self) -> None:
+        with self.lock:
+            self.requested.append(self.path)
         parts = self.path.split("/")
+        if len(parts) >= 3 and parts[1] == "redirect":
+            # /redirect/<quoted target URL>
+            self.send_response(302)
+            self.send_header("Location", urllib.parse.unquote(parts[2]))
+            self.end_headers()
+            return
         if len(parts) >= 4 and parts[1] == "flaky":
             with self.lock:
                 count = self.counts[parts[2]] = self.counts.get(parts[2], 0) + 1
@@ -176,13 +188,17 @@ def settings(temporal_env: WorkflowEnvironment, tmp_path: Path) -> Settings:
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"test-{uuid.uuid4().hex[:10]}",
         data_dir=tmp_path / "data",
+        # The media server of these tests is on 127.0.0.1: allowed explicitly.
+        allow_private_urls=True,
     )
 
 
-@pytest.fixture
-async def worker(settings: Settings, models: Models) -> AsyncIterator[Settings]:
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings, models: Models) -> AsyncIterator[Settings]:
+    """A worker in this event loop, polling the settings' queues, until the block ends."""
     stop = asyncio.Event()
     ready = settings.data_dir / "worker.ready"
+    ready.unlink(missing_ok=True)
     task = asyncio.create_task(run_worker(settings, stop, ready_file=ready, models=models))
     for _ in range(200):
         if ready.exists() or task.done():
@@ -190,9 +206,17 @@ async def worker(settings: Settings, models: Models) -> AsyncIterator[Settings]:
         await asyncio.sleep(0.05)
     if task.done():
         task.result()  # surfaces the start-up error
-    yield settings
-    stop.set()
-    await asyncio.wait_for(task, timeout=30)
+    try:
+        yield settings
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+async def worker(settings: Settings, models: Models) -> AsyncIterator[Settings]:
+    async with running_worker(settings, models) as running:
+        yield running
 
 
 @pytest.fixture
@@ -216,3 +240,13 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 def workspace_files(settings: Settings) -> list[Path]:
     root = settings.workspaces_dir
     return sorted(root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture(scope="session")
+def second_host_url(media_dir: Path) -> Iterator[str]:
+    """The same media on 127.0.0.2: a different loopback address, for redirect tests."""
+    handler = functools.partial(FlakyMediaHandler, directory=str(media_dir))
+    server = _QuietServer(("127.0.0.2", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.2:{server.server_address[1]}"
+    server.shutdown()

@@ -19,7 +19,8 @@ from models.jobs import JobStatus
 from reelscope.query import describe_progress, query_item_progress, query_progress
 from reelscope.sample import SPEECH_TEXT, SampleSpec
 from reelscope.settings import Settings
-from tests.conftest import SAMPLE_NAME, workspace_files
+from tests.conftest import SAMPLE_NAME, running_worker, workspace_files
+from worker import Models
 from workflows import PROGRESS_QUERY, MediaJobWorkflow
 
 pytestmark = pytest.mark.e2e
@@ -206,3 +207,23 @@ async def test_stage_switches_skip_work(
     assert any("switched off" in note for note in item["notes"])
     stages = [s["stage"] for s in statuses[-1]["items"][0]["stages"]]
     assert stages == ["download", "probe", "transcribe"]
+
+
+async def test_private_addresses_are_refused_by_default(
+    api: httpx.AsyncClient, settings: Settings, models: Models, media_url: str
+) -> None:
+    strict = settings.model_copy(update={"allow_private_urls": False})
+    async with running_worker(strict, models):
+        port = media_url.rsplit(":", 1)[1]
+        links = [
+            f"http://localhost:{port}/{SAMPLE_NAME}",
+            "http://169.254.169.254/latest/",
+            "http://10.0.0.1/a.mp4",
+            f"http://[::ffff:127.0.0.1]:{port}/{SAMPLE_NAME}",
+        ]
+        started = time.monotonic()
+        job_id = (await api.post("/v1/jobs", json={"urls": links})).json()["job_id"]
+        result, _ = await wait_for_result(api, job_id, timeout_s=60)
+    assert time.monotonic() - started < 15
+    assert [i["error"]["type"] for i in result["items"]] == ["UrlNotAllowed"] * 4
+    assert all("public" in i["error"]["message"] for i in result["items"])

@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, UnsupportedError
 
-from activities.download import DownloadActivities, classify_download_error
+from activities.download import DownloadActivities, FetchPolicy, classify_download_error
 from activities.probe import ProbeActivities
 from activities.workspace import Workspaces
 from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
@@ -16,7 +16,8 @@ from tests.conftest import SAMPLE_NAME
 
 
 def downloader(workspaces: Workspaces, tmp_path: Path, max_bytes: int = 10**9):
-    return DownloadActivities(workspaces, tmp_path / "data", max_bytes, 10).download_media
+    policy = FetchPolicy(max_bytes=max_bytes, socket_timeout_s=10, allow_private=True)
+    return DownloadActivities(workspaces, tmp_path / "data", policy).download_media
 
 
 def test_download_writes_media_and_heartbeats_bytes(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.download import FetchPolicy
 from activities.resolve import ResolveActivities, items_from_info
 from models.pipeline import ResolveInput
 from tests.activities.conftest import RecordingEnvironment
@@ -74,7 +75,7 @@ def test_single_video_and_direct_image_and_empty_post() -> None:
 
 
 def test_resolve_link_reads_a_local_post_and_caps_it(media_url: str) -> None:
-    activity = ResolveActivities(10).resolve_link
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
     result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/post.html"))
     assert [(i.kind, i.url.rsplit("/", 1)[-1]) for i in result.items] == [
         ("video", SAMPLE_NAME),
@@ -87,7 +88,7 @@ def test_resolve_link_reads_a_local_post_and_caps_it(media_url: str) -> None:
 
 
 def test_resolve_link_errors_are_typed(media_url: str) -> None:
-    activity = ResolveActivities(10).resolve_link
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
     with pytest.raises(ApplicationError) as info:
         RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/page.html"))
     assert info.value.type == "UnsupportedUrl" and info.value.message.startswith("resolve:")
