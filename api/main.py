@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api.routes import exports, health, jobs
+from api.security import GatewayMiddleware, key_header_dependency, load_key_digests
 from reelscope import __version__
 from reelscope.artifacts import ArtifactStore
 from reelscope.settings import Settings
@@ -16,6 +17,7 @@ from reelscope.settings import Settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    load_key_digests(settings)  # fail at start, not on the first request, if misconfigured
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,7 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "transcript out, on Temporal.",
         lifespan=lifespan,
     )
+    key_scheme = [Depends(key_header_dependency())]
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(exports.router)
+    app.include_router(jobs.router, dependencies=key_scheme)
+    app.include_router(exports.router, dependencies=key_scheme)
+    app.add_middleware(GatewayMiddleware, settings=settings)
     return app

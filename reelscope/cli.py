@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from api.security import load_key_digests
 from reelscope.settings import Settings
 from reelscope.stack import Stack, StackError
 
@@ -126,7 +127,12 @@ def run_demo(stack: Stack) -> bool:
     try:
         url = f"{base}/{video.name}"
         print(f'\nSubmitting the sample: POST {stack.api_url}/v1/jobs {{"url": "{url}"}}')
-        with httpx.Client(base_url=stack.api_url, timeout=10) as api:
+        key = os.environ.get("REELSCOPE_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if load_key_digests(stack.settings) and not key:
+            print("  auth is on: set REELSCOPE_API_KEY to one of the configured keys for the demo")
+            return False
+        with httpx.Client(base_url=stack.api_url, timeout=10, headers=headers) as api:
             accepted = api.post("/v1/jobs", json={"url": url})
             accepted.raise_for_status()
             job_id = accepted.json()["job_id"]
@@ -193,6 +199,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 if settings.allow_private_urls
                 else "  Fetching     public addresses only\n"
             )
+            + (
+                f"  Auth         on: API keys required ({len(load_key_digests(settings))} "
+                "configured)\n"
+                if load_key_digests(settings)
+                else "  Auth         off: no API keys configured (REELSCOPE_API_KEYS)\n"
+            )
         )
         if args.demo:
             ok = run_demo(stack)
@@ -239,6 +251,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     sys.argv = [sys.argv[0]]
     worker.main()
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    import secrets
+
+    from api.security import hash_key
+
+    key = args.key or secrets.token_urlsafe(32)
+    if not args.key:
+        print(f"key:    {key}   (give this to the client; it is not stored)")
+    print(f"digest: {hash_key(key)}   (put this in REELSCOPE_API_KEYS or the keys file)")
     return 0
 
 
@@ -297,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cli.add_parsers(sub)
     for name in jobs_cli.COMMANDS:
         sub.choices[name].set_defaults(func=jobs_cli.run)
+
+    hash_key = sub.add_parser("hash-key", help="Make an API key and the digest to configure.")
+    hash_key.add_argument("key", nargs="?", help="An existing key (default: make a new one).")
+    hash_key.set_defaults(func=cmd_hash_key)
 
     sample = sub.add_parser("sample", help="Write the bundled sample video.")
     sample.add_argument("path")

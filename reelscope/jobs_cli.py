@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,10 @@ class ApiError(Exception):
 
 
 class Api:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=15)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=15, headers=headers)
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -220,6 +222,11 @@ def add_parsers(sub: Any) -> None:
 
     def with_api(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--api", default=default_api, help=f"API base URL ({default_api}).")
+        parser.add_argument(
+            "--api-key",
+            default=os.environ.get("REELSCOPE_API_KEY"),
+            help="API key, when the server needs one (REELSCOPE_API_KEY).",
+        )
         return parser
 
     def output(parser: argparse.ArgumentParser) -> None:
@@ -258,7 +265,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    api = Api(args.api)
+    api = Api(args.api, args.api_key)
     try:
         return COMMANDS[args.jobs_command](args, api)
     except ApiError as err:

@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     whisper_beam_size: int = 1
     whisper_threads: int = 2
 
+    # API access.
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 hex digests of accepted API keys (JSON list). Empty: no auth.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of SHA-256 key digests, one per line ('#' comments)."
+    )
+    rate_limit_per_minute: int = Field(600, description="Requests per API key a minute.")
+
     # Logs.
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
