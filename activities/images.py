@@ -80,12 +80,13 @@ class ImageActivities:
                         )
                     image_format = image.format
                     image.convert("RGB").save(workspace / IMAGE_FILE, "JPEG", quality=92)
-        except (
-            UnidentifiedImageError,
-            OSError,
-            Image.DecompressionBombError,
-            Image.DecompressionBombWarning,
-        ) as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ApplicationError(
+                f"probe: the image at {input.url} is too large to decode safely ({exc})",
+                type=ErrorKind.MEDIA_TOO_LARGE,
+                non_retryable=True,
+            ) from None
+        except (UnidentifiedImageError, OSError) as exc:
             raise ApplicationError(
                 f"probe: {input.url} is not a readable image ({exc.__class__.__name__})",
                 type=ErrorKind.CORRUPT_MEDIA,

@@ -92,7 +92,8 @@ class SceneActivities:
             if processed < chunk:
                 break
         all_cuts = cuts_so_far()
-        end_frame = max(video.frame_number, total or 0)
+        # Scenes end where decoding really ended: a truncated file claims more.
+        end_frame = video.frame_number
         if end_frame <= 0:
             raise ApplicationError(
                 "scenes: no frame could be decoded",
@@ -101,4 +102,6 @@ class SceneActivities:
             )
         scenes = spans_from_cuts(all_cuts, end_frame, fps)
         log().info("scenes.detected", count=len(scenes), frames=end_frame, fps=fps)
-        return DetectScenesResult(fps=fps, scenes=scenes)
+        return DetectScenesResult(
+            fps=fps, scenes=scenes, decoded_frames=end_frame, expected_frames=total
+        )

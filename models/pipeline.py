@@ -155,6 +155,8 @@ class SceneSpan(BaseModel):
 class DetectScenesResult(BaseModel):
     fps: float
     scenes: list[SceneSpan]
+    decoded_frames: int = 0
+    expected_frames: int | None = Field(None, description="What the container claims.")
 
 
 class ExtractKeyframesInput(BaseModel):

@@ -36,6 +36,56 @@ SAMPLE_NAME = "sample.mp4"
 CAPTION_IMAGE_TEXT = "CAROUSEL IMAGE 7"
 
 
+def make_hostile_media(folder: Path, ffmpeg: str) -> None:
+    """Files derived from real media that must end in a typed error or a documented
+    partial result: see tests/test_hostile_media.py."""
+    from PIL import Image
+
+    sample = (folder / SAMPLE_NAME).read_bytes()
+    (folder / "truncated.mp4").write_bytes(sample[: int(len(sample) * 0.6)])
+    # A moov whose tracks are renamed away: the container opens, with zero streams.
+    start = sample.index(b"moov") - 4
+    end = start + int.from_bytes(sample[start : start + 4], "big")
+    moov = sample[start:end].replace(b"trak", b"free")
+    (folder / "no_tracks.mp4").write_bytes(sample[:start] + moov + sample[end:])
+    run = functools.partial(subprocess.run, check=True, timeout=60)
+    run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(folder / SAMPLE_NAME),
+            "-vn",
+            "-c:a",
+            "copy",
+            str(folder / "audio_only.m4a"),
+        ]
+    )
+    run(
+        [
+            ffmpeg,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=8400x64:d=1:r=5",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(folder / "too_wide.mp4"),
+        ]
+    )
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 Mpx in ~50 kB
+    (folder / "fake.jpg").write_text("<html><body>not an image</body></html>")
+
+
 def make_caption_image(path: Path, text: str) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
@@ -94,6 +144,9 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
         "</body></html>"
     )
     make_caption_image(folder / "caption.jpg", CAPTION_IMAGE_TEXT)
+    caption = (folder / "caption.jpg").read_bytes()
+    (folder / "half.jpg").write_bytes(caption[: len(caption) // 2])
+    make_hostile_media(folder, ffmpeg)
     # 80 s with speech throughout, for cancelling a running transcription.
     subprocess.run(
         [

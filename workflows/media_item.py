@@ -300,6 +300,13 @@ class MediaItemWorkflow:
                 policies.SCENES,
                 duration,
             )
+            expected = scenes.expected_frames
+            if expected and scenes.decoded_frames < expected - max(2, expected // 100):
+                item.notes.append(
+                    f"the file ends early: {scenes.decoded_frames} of {expected} frames "
+                    f"({scenes.decoded_frames / scenes.fps:.1f} s of {expected / scenes.fps:.1f} s)"
+                    " decode; scenes, key frames, text and speech cover that part only"
+                )
             keyframes = await self._stage(
                 ref,
                 queue,

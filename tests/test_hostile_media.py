@@ -1,0 +1,78 @@
+"""Untrusted media through the API: each file ends in a typed, final error or a
+documented partial result, within seconds, with nothing left in the workspaces."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from reelscope.settings import Settings
+from tests.conftest import SAMPLE_NAME, running_worker, workspace_files
+from tests.test_end_to_end import submit, wait_for_result
+from worker import Models
+
+pytestmark = pytest.mark.e2e
+
+
+async def outcome(api: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    job_id = await submit(api, url, refresh=True)
+    result, _ = await wait_for_result(api, job_id, timeout_s=90)
+    return result["items"][0], time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("no_tracks.mp4", "CorruptMedia"),  # moov present, zero streams
+        ("too_wide.mp4", "MediaTooLarge"),  # absurd dimensions, refused before decoding
+        ("bomb.png", "MediaTooLarge"),  # decompression bomb
+        ("fake.jpg", "CorruptMedia"),  # HTML named as an image
+        ("half.jpg", "CorruptMedia"),  # image truncated mid-stream
+    ],
+)
+async def test_hostile_files_end_in_typed_errors(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, name: str, kind: str
+) -> None:
+    item, took = await outcome(api, f"{media_url}/{name}")
+    assert item["state"] == "failed", item
+    assert item["error"]["type"] == kind, item["error"]
+    assert took < 20
+    assert workspace_files(worker) == []
+
+
+async def test_truncated_video_gives_a_documented_partial_result(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    item, took = await outcome(api, f"{media_url}/truncated.mp4")
+    assert item["state"] == "succeeded", item
+    assert any("ends early" in note for note in item["notes"]), item["notes"]
+    assert 0 < item["scenes"][-1]["end_frame"] < 480
+    assert item["scenes"][1]["start_frame"] == 120, "cuts before the break are kept"
+    assert took < 20
+    assert workspace_files(worker) == []
+
+
+async def test_audio_only_gives_a_transcript_only(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    item, _ = await outcome(api, f"{media_url}/audio_only.m4a")
+    assert item["state"] == "succeeded", item
+    assert item["scenes"] == [] and "sunny and warm" in item["transcript"]["text"]
+    assert any("no video stream" in note for note in item["notes"])
+    assert item["metadata"]["video_codec"] is None and item["metadata"]["has_audio"]
+
+
+async def test_overlong_media_is_refused(
+    api: httpx.AsyncClient, settings: Settings, models: Models, media_url: str
+) -> None:
+    short_limit = settings.model_copy(update={"max_duration_s": 10.0})
+    async with running_worker(short_limit, models):
+        item, took = await outcome(api, f"{media_url}/{SAMPLE_NAME}")
+    assert item["error"]["type"] == "MediaTooLong", item
+    assert "16 s, over the 10 s limit" in item["error"]["message"]
+    assert took < 20
+    assert workspace_files(short_limit) == []
