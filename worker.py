@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from activities.download import DownloadActivities, FetchPolicy
@@ -38,7 +40,8 @@ from reelscope.artifacts import ArtifactStore
 from reelscope.client import connect
 from reelscope.logs import configure_logging
 from reelscope.settings import Settings
-from workflows import MediaItemWorkflow, MediaJobWorkflow
+from reelscope.status import describe
+from workflows import MediaItemWorkflow, MediaJobWorkflow, item_workflow_id
 
 log = structlog.get_logger("reelscope.worker")
 
@@ -146,6 +149,9 @@ async def run_worker(
             ocr=settings.ocr_engine,
             whisper=settings.whisper_model,
         )
+    stale = await sweep_workspaces(client, settings)
+    if stale:
+        log.info("workspaces.janitor", removed=stale)
     shared_activities, host_activities = build_activities(settings, models)
     executor = ThreadPoolExecutor(
         max_workers=settings.max_concurrent_activities + 1, thread_name_prefix="activity"
@@ -183,23 +189,48 @@ async def run_worker(
         if ready_file is not None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.write_text("ready\n")
-        sweeper = asyncio.create_task(sweep_artifacts(settings, stop))
+        sweeper = asyncio.create_task(sweep_periodically(client, settings, stop))
         await stop.wait()
         log.info("worker.stopping")
         sweeper.cancel()
     executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def sweep_artifacts(settings: Settings, stop: asyncio.Event) -> None:
-    """Delete expired results, key frames and cache entries, at start and then
-    every ``SWEEP_INTERVAL_S`` (side effect: files removed)."""
+async def sweep_workspaces(client: Client, settings: Settings) -> int:
+    """The janitor: remove workspaces whose item workflow has ended or is unknown, e.g.
+    left by a worker that was killed (side effect: files removed). Returns how many."""
+    root = settings.workspaces_dir
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for job_dir in list(root.iterdir()):
+        for item_dir in list(job_dir.iterdir()) if job_dir.is_dir() else []:
+            if not item_dir.name.isdigit():
+                continue
+            desc = await describe(client, item_workflow_id(job_dir.name, int(item_dir.name)))
+            if desc is None or desc.status != WorkflowExecutionStatus.RUNNING:
+                await asyncio.to_thread(shutil.rmtree, item_dir, True)
+                removed += 1
+        with contextlib.suppress(OSError):
+            job_dir.rmdir()
+    return removed
+
+
+async def sweep_periodically(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """Workspaces of ended jobs, expired results, key frames and cache entries: at
+    start, then every ``SWEEP_INTERVAL_S``."""
     store = ArtifactStore(settings.artifacts_dir)
     while not stop.is_set():
-        removed = await asyncio.to_thread(
-            store.sweep, settings.artifact_retention_s, settings.cache_ttl_s
-        )
-        if removed:
-            log.info("artifacts.swept", removed=removed)
+        try:
+            workspaces = await sweep_workspaces(client, settings)
+            removed = await asyncio.to_thread(
+                store.sweep, settings.artifact_retention_s, settings.cache_ttl_s
+            )
+        except Exception:  # a sweep must never take the worker down
+            log.exception("sweep.failed")
+        else:
+            if workspaces or removed:
+                log.info("sweep.done", workspaces=workspaces, artifacts=removed)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=SWEEP_INTERVAL_S)
 

@@ -27,6 +27,9 @@ class JobInput(BaseModel):
     options: JobOptions = Field(default_factory=JobOptions)
     max_parallel_items: int = 4
     max_items_per_link: int = 20
+    heartbeat_timeout_s: float = Field(
+        30.0, description="How soon an activity of a dead worker is retried elsewhere."
+    )
 
 
 class MediaRef(BaseModel):
@@ -57,6 +60,7 @@ class ItemInput(BaseModel):
     media: MediaRef
     options: JobOptions = Field(default_factory=JobOptions)
     notes: list[str] = Field(default_factory=list)
+    heartbeat_timeout_s: float = 30.0
 
 
 class ItemOutcome(BaseModel):

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     artifact_retention_s: int = Field(
         7 * 24 * 3600, description="How long results and key-frame JPEGs are kept."
     )
+    heartbeat_timeout_s: float = Field(
+        30.0,
+        description="An activity silent this long is retried, elsewhere if its worker died.",
+    )
     heartbeat_throttle_s: float = Field(
         2.0, description="Longest gap between heartbeats sent; bounds how late a cancel lands."
     )

@@ -264,6 +264,8 @@ async def running_worker(settings: Settings, models: Models) -> AsyncIterator[Se
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+    # Every job a test ran on this worker cleaned up after itself.
+    assert workspace_files(settings) == [], "a workspace was left behind"
 
 
 @pytest.fixture
@@ -272,9 +274,9 @@ async def worker(settings: Settings, models: Models) -> AsyncIterator[Settings]:
         yield running
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The real API app served by uvicorn on a free loopback port."""
+@contextlib.asynccontextmanager
+async def serving_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real API app served by uvicorn on a free loopback port, in this event loop."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -284,10 +286,18 @@ async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         if task.done():
             task.result()
         await asyncio.sleep(0.02)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving_api(settings) as client:
         yield client
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=10)
 
 
 def workspace_files(settings: Settings) -> list[Path]:

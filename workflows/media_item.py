@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -127,6 +128,7 @@ class StageFailed(Exception):
 class MediaItemWorkflow:
     def __init__(self) -> None:
         self._status = ItemStatus(index=0, source_url="")
+        self._heartbeat_timeout_s = 30.0
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> ItemStatus:
@@ -135,6 +137,7 @@ class MediaItemWorkflow:
     @workflow.run
     async def run(self, input: ItemInput) -> ItemOutcome:
         media = input.media
+        self._heartbeat_timeout_s = input.heartbeat_timeout_s
         self._status = ItemStatus(
             index=input.index,
             source_url=media.source_url,
@@ -415,7 +418,11 @@ class MediaItemWorkflow:
                 task_queue=queue,
                 start_to_close_timeout=policy.start_to_close_for(duration_s),
                 schedule_to_start_timeout=policy.schedule_to_start,
-                heartbeat_timeout=policy.heartbeat,
+                heartbeat_timeout=(
+                    timedelta(seconds=self._heartbeat_timeout_s)
+                    if policy.heartbeat_from_job
+                    else policy.heartbeat
+                ),
                 retry_policy=policy.retry,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 activity_id=stage.value,

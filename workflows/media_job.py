@@ -214,7 +214,12 @@ class MediaJobWorkflow:
                 outcome: ItemOutcome = await workflow.execute_child_workflow(
                     ITEM_WORKFLOW_NAME,
                     ItemInput(
-                        job_id=job_id, index=index, media=media, options=input.options, notes=notes
+                        job_id=job_id,
+                        index=index,
+                        media=media,
+                        options=input.options,
+                        notes=notes,
+                        heartbeat_timeout_s=input.heartbeat_timeout_s,
                     ),
                     id=item_workflow_id(job_id, index),
                     result_type=ItemOutcome,

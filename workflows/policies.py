@@ -23,6 +23,9 @@ class StagePolicy:
     per_media_second: timedelta = timedelta(0)
     #: How long a pinned activity may wait for the worker holding the item's files.
     schedule_to_start: timedelta | None = timedelta(minutes=10)
+    #: Compute stages heartbeat every few seconds, so their heartbeat timeout is the
+    #: job's setting (how fast a dead worker's activity moves on); others keep theirs.
+    heartbeat_from_job: bool = False
 
     def start_to_close_for(self, duration_s: float | None) -> timedelta:
         return self.start_to_close + self.per_media_second * (duration_s or 0.0)
@@ -66,27 +69,31 @@ DOWNLOAD = StagePolicy(
 PROBE = StagePolicy(start_to_close=timedelta(minutes=2), heartbeat=None, retry=QUICK_RETRY)
 SCENES = StagePolicy(
     start_to_close=timedelta(minutes=5),
-    heartbeat=timedelta(seconds=60),
+    heartbeat=timedelta(seconds=30),
     retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=2),
+    heartbeat_from_job=True,
 )
 KEYFRAMES = StagePolicy(
     start_to_close=timedelta(minutes=5),
-    heartbeat=timedelta(seconds=60),
+    heartbeat=timedelta(seconds=30),
     retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=1),
+    heartbeat_from_job=True,
 )
 OCR = StagePolicy(
     start_to_close=timedelta(minutes=10),
-    heartbeat=timedelta(seconds=90),
+    heartbeat=timedelta(seconds=30),
     retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=2),
+    heartbeat_from_job=True,
 )
 TRANSCRIBE = StagePolicy(
     start_to_close=timedelta(minutes=10),
-    heartbeat=timedelta(seconds=90),
+    heartbeat=timedelta(seconds=30),
     retry=COMPUTE_RETRY,
     per_media_second=timedelta(seconds=3),
+    heartbeat_from_job=True,
 )
 STORE = StagePolicy(
     start_to_close=timedelta(minutes=2),
