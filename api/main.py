@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
@@ -19,21 +17,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     load_key_digests(settings)  # fail at start, not on the first request, if misconfigured
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.store = ArtifactStore(settings.artifacts_dir)
-        app.state.client = None
-        app.state.client_lock = asyncio.Lock()
-        yield
-
     app = FastAPI(
         title="Reelscope",
         version=__version__,
         summary="Video links in; metadata, scene cuts, key frames, on-screen text and "
         "transcript out, on Temporal.",
-        lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.store = ArtifactStore(settings.artifacts_dir)
+    app.state.client = None  # connected on first use: see api.deps.get_client
+    app.state.client_lock = asyncio.Lock()
     key_scheme = [Depends(key_header_dependency())]
     app.include_router(health.router)
     app.include_router(jobs.router, dependencies=key_scheme)
