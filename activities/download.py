@@ -55,15 +55,25 @@ class _QuietLogger:
         self._log.info(msg)
 
 
-def ffmpeg_dir(data_dir: Path) -> Path:
-    """A folder holding ``ffmpeg`` (a link to imageio-ffmpeg's static binary), for
-    yt-dlp's merger. Side effect: creates the folder and link once."""
+#: Longest an ffmpeg run started by yt-dlp (merging formats) may take.
+FFMPEG_TIMEOUT_S = 1800
+
+
+def ffmpeg_dir(data_dir: Path, timeout_s: int = FFMPEG_TIMEOUT_S) -> Path:
+    """A folder holding ``ffmpeg`` for yt-dlp's merger: imageio-ffmpeg's static binary,
+    run under coreutils ``timeout`` so a stuck merge cannot hold a worker thread
+    forever. Side effect: writes the wrapper script."""
     folder = data_dir.resolve() / "bin"
-    link = folder / "ffmpeg"
-    if not link.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "ffmpeg"
+    script = (
+        "#!/bin/sh\n# Written by Reelscope: yt-dlp's ffmpeg, with a time limit.\n"
+        f'exec timeout --kill-after=10 {timeout_s} "{imageio_ffmpeg.get_ffmpeg_exe()}" "$@"\n'
+    )
+    if wrapper.is_symlink() or not wrapper.exists() or wrapper.read_text() != script:
+        wrapper.unlink(missing_ok=True)
+        wrapper.write_text(script)
+        wrapper.chmod(0o755)
     return folder
 
 
@@ -273,7 +283,8 @@ class DownloadActivities:
                 if duration and duration > policy.max_duration_s:
                     raise too_long(input.url, duration, policy.max_duration_s, "download")
                 info = ydl.process_ie_result(info, download=True) if info else None
-        except (DownloadError, ExtractorError, OSError) as exc:
+        except (DownloadError, ExtractorError, OSError, _TooLarge, _OverQuota) as exc:
+            # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version.
             raise classify_download_error(input.url, exc) from None
         if info is None:
             raise ApplicationError(

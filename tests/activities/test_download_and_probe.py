@@ -140,3 +140,73 @@ def test_classify_network_failures() -> None:
     refused = classify_download_error("http://h:9/a", _wrapped(ConnectionRefusedError(111, "r")))
     assert (refused.type, refused.non_retryable) == ("DownloadFailed", False)
     assert "h:9" in refused.message
+
+
+def test_job_disk_quota_stops_the_download(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+) -> None:
+    # Another item of the same job already holds 90 kB of a 100 kB quota.
+    sibling = workspaces.create(WorkspaceRef(job_id=ref.job_id, item_index=1))
+    (sibling / "media.mp4").write_bytes(b"\0" * 90_000)
+    policy = FetchPolicy(socket_timeout_s=10, allow_private=True, job_disk_quota_bytes=100_000)
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            DownloadActivities(workspaces, tmp_path / "data", policy).download_media,
+            DownloadInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
+        )
+    assert info.value.type == "DiskQuotaExceeded" and info.value.non_retryable
+
+
+def test_ffmpeg_for_yt_dlp_runs_under_a_time_limit(tmp_path: Path) -> None:
+    import subprocess
+
+    from activities.download import ffmpeg_dir
+
+    wrapper = ffmpeg_dir(tmp_path, timeout_s=1) / "ffmpeg"
+    assert "timeout --kill-after=10 1 " in wrapper.read_text()
+    version = subprocess.run([str(wrapper), "-version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and "ffmpeg version" in version.stdout
+    # A run longer than the limit is stopped (exit 124 from timeout).
+    stuck = subprocess.run(
+        [
+            str(wrapper),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc",
+            "-t",
+            "30",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    assert stuck.returncode == 124
+
+
+def test_size_cap_is_enforced_by_our_stream_check_too(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Without yt-dlp's own max_filesize check, the progress hook still stops it."""
+    import yt_dlp
+
+    original = yt_dlp.YoutubeDL.__init__
+
+    def without_max_filesize(self, params=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        params = dict(params or {})
+        params.pop("max_filesize", None)
+        original(self, params, *args, **kwargs)
+
+    monkeypatch.setattr(yt_dlp.YoutubeDL, "__init__", without_max_filesize)
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            downloader(workspaces, tmp_path, max_bytes=50_000),
+            DownloadInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
+        )
+    assert info.value.type == "MediaTooLarge"
