@@ -1,0 +1,35 @@
+"""Replays recorded histories of MediaJob and MediaItem through the current workflow
+code: a change that would break jobs already running fails here (record new histories
+with ``python -m tests.workflows.record_histories`` when a change is deliberate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows import MediaItemWorkflow, MediaJobWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_cover_both_workflow_types() -> None:
+    types = set()
+    for path in HISTORIES:
+        events = json.loads(path.read_text())["events"]
+        types.add(events[0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"])
+    assert types == {"MediaJob", "MediaItem"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(
+        workflows=[MediaJobWorkflow, MediaItemWorkflow], data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
