@@ -14,7 +14,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.local_stack import LocalStack
 from reelscope.cli import serve_folder
 from reelscope.sample import make_sample
-from reelscope.stack import port_open, temporal_binary
-from tests.conftest import free_port
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -61,60 +59,16 @@ async def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="reelscope-bench-"))
-    media = work / "media"
-    make_sample(media / "sample.mp4")
-    server, media_url = serve_folder(media)
-    temporal_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "REELSCOPE_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-        "REELSCOPE_DATA_DIR": str(work / "data"),
-        "REELSCOPE_API_PORT": str(api_port),
-        "REELSCOPE_TASK_QUEUE": "bench",
-        "REELSCOPE_LOG_LEVEL": "WARNING",
-        "REELSCOPE_ALLOW_PRIVATE_URLS": "true",
-    }
-    procs = [
-        subprocess.Popen(
-            [
-                temporal_binary(),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(temporal_port),
-                "--headless",
-                "--db-filename",
-                str(work / "t.db"),
-                "--log-level",
-                "error",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
+    make_sample(work / "media" / "sample.mp4")
+    server, media_url = serve_folder(work / "media")
     try:
-        while not port_open("127.0.0.1", temporal_port):
-            time.sleep(0.1)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "reelscope.cli", "api"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as api:
-            while True:
-                try:
-                    if (await api.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+        async with (
+            LocalStack(work) as stack,
+            httpx.AsyncClient(base_url=stack.api_url, timeout=10) as api,
+        ):
             job_ids = []
             for n in range(args.jobs):
+                # Distinct options, so no job is served from another's cached result.
                 body = {
                     "url": f"{media_url}/sample.mp4",
                     "options": {"refresh": True, "language": f"x{n}"},
@@ -123,42 +77,23 @@ async def main() -> None:
             await measure(api, job_ids, 20)  # warm-up
             idle = await measure(api, job_ids, args.requests)
 
-            ready = work / "worker.ready"
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "worker.py", "--ready-file", str(ready)],
-                    env=env,
-                    cwd=Path(__file__).resolve().parents[1],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            while not ready.exists():
-                await asyncio.sleep(0.2)
+            await stack.start_worker(nice=args.worker_nice)
             await asyncio.sleep(2)
             busy = await measure(api, job_ids, args.requests)
             states: dict[str, int] = {}
             for job_id in job_ids:
                 state = (await api.get(f"/v1/jobs/{job_id}")).json()["state"]
                 states[state] = states.get(state, 0) + 1
-        print(
-            f"\nGET /v1/jobs/{{id}}, {args.jobs} jobs in flight, {os.cpu_count()} CPUs, "
-            "sequential requests, API in its own process\n"
-        )
-        print("| phase | requests | p50 ms | p99 ms | max ms | job states after |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        print(row("no worker running", idle, f"{args.jobs} running"))
-        print(
-            row("one worker busy", busy, ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-        )
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         server.shutdown()
+    print(
+        f"\nGET /v1/jobs/{{id}}, {args.jobs} jobs in flight, {os.cpu_count()} CPUs, "
+        "sequential requests, API in its own process\n"
+    )
+    print("| phase | requests | p50 ms | p99 ms | max ms | job states after |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(row("no worker running", idle, f"{args.jobs} running"))
+    print(row("one worker busy", busy, ", ".join(f"{n} {s}" for s, n in sorted(states.items()))))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,19 @@ class SampleSpec:
         Shot(120, (110, 60, 140), "TEMPORAL WORKFLOW 42"),
     )
 
+    #: Repeat the speech track to fill the video (long benchmark clips).
+    loop_speech: bool = False
+
+    @classmethod
+    def long(cls, width: int, height: int, seconds: int = 60, fps: int = 30) -> SampleSpec:
+        """A longer clip for benchmarks: 4 s shots cycling colours, every other captioned."""
+        palette = [(30, 70, 160), (150, 40, 40), (40, 130, 60), (110, 60, 140), (160, 120, 30)]
+        shots = tuple(
+            Shot(4 * fps, palette[n % len(palette)], f"CAPTION NUMBER {n}" if n % 2 else None)
+            for n in range(seconds // 4)
+        )
+        return cls(width=width, height=height, fps=fps, shots=shots, loop_speech=True)
+
     @property
     def cut_frames(self) -> list[int]:
         """First frame of every shot but the first."""
@@ -108,6 +121,7 @@ def make_sample(path: Path, spec: SampleSpec | None = None, ffmpeg: str | None =
         str(spec.fps),
         "-i",
         "-",
+        *(["-stream_loop", "-1"] if spec.loop_speech else []),
         "-i",
         str(speech_track()),
         "-filter_complex",

@@ -51,6 +51,39 @@ def temporal_binary() -> str:
     return found
 
 
+def dev_server_command(
+    port: int, db_file: Path, ui_port: int | None = None, namespace: str = "default"
+) -> list[str]:
+    """``temporal server start-dev`` on loopback, persisted to ``db_file`` (SQLite);
+    with the Web UI on ``ui_port``, or headless."""
+    command = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(db_file),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+    ]
+    return command + (["--ui-port", str(ui_port)] if ui_port else ["--headless"])
+
+
+def wait_for_port(port: int, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not port_open("127.0.0.1", port):
+        if not alive():
+            raise StackError(f"the process meant to listen on port {port} exited")
+        if time.monotonic() > deadline:
+            raise StackError(f"nothing listens on port {port} after {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -146,23 +179,9 @@ class Stack:
                 )
         temporal = Child(
             "temporal",
-            [
-                temporal_binary(),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(s.temporal_port),
-                "--ui-port",
-                str(s.ui_port),
-                "--db-filename",
-                str(self.data_dir / "temporal.db"),
-                "--namespace",
-                s.temporal_namespace,
-                "--log-level",
-                "warn",
-            ],
+            dev_server_command(
+                s.temporal_port, self.data_dir / "temporal.db", s.ui_port, s.temporal_namespace
+            ),
             self.logs_dir / "temporal.log",
         )
         self._launch(temporal, lambda: port_open("127.0.0.1", s.temporal_port), 60)

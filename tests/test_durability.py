@@ -24,7 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.pipeline import ItemInput, MediaRef
 from reelscope.settings import Settings
-from reelscope.stack import port_open, temporal_binary
+from reelscope.stack import dev_server_command, wait_for_port
 from tests.conftest import free_port, serving_api, workspace_files
 from tests.test_end_to_end import submit, wait_for_result
 from workflows import ITEM_WORKFLOW_NAME
@@ -186,27 +186,9 @@ async def test_temporal_restart_mid_job_and_api_restart(
 
     def start_server() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [
-                temporal_binary(),
-                "server",
-                "start-dev",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--headless",
-                "--db-filename",
-                str(db),
-                "--log-level",
-                "error",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            dev_server_command(port, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", port):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for_port(port, 30, lambda: process.poll() is None)
         return process
 
     server = start_server()

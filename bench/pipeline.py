@@ -1,0 +1,337 @@
+"""Reelscope against its floor and against the naive script, in one run.
+
+    .venv/bin/python bench/pipeline.py [--runs 3] [--sizes 720p,1080p]
+
+On generated 60 s clips (fixed content: 4 s shots, every other captioned, speech
+throughout; written to a temp dir, never committed) it measures, per clip, the median of
+``--runs`` runs of:
+
+(a) Reelscope end to end through the API: submit → result, on a stack it starts
+    (Temporal dev server, one worker process, the API process).
+(b) The floor: the same activity code and settings called in this one process, no
+    Temporal: max(ASR alone, decode + scenes + key frames + OCR alone).
+(c) The naive script: yt-dlp download, ``scenedetect.detect(path, ContentDetector())``,
+    PaddleOCR with default settings on each scene's middle frame, faster-whisper with
+    default settings (beam 5, no VAD), one after another.
+
+Models are loaded before timing in (b) and (c), as they are in a running worker.
+Per-stage times of (a) come from the item workflow's activity events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jiwer
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import ActivityEnvironment
+
+from activities.frames import FrameActivities
+from activities.ocr import OcrActivities, _bundled_onnx, prepare_paddle_model_dir
+from activities.scenes import SceneActivities
+from activities.transcribe import TranscribeActivities, bundled_whisper_path
+from activities.workspace import Workspaces
+from bench.local_stack import LocalStack
+from models.pipeline import (
+    DetectScenesInput,
+    ExtractKeyframesInput,
+    OcrInput,
+    TranscribeInput,
+    WorkspaceRef,
+)
+from reelscope.cli import serve_folder
+from reelscope.sample import SPEECH_TEXT, SampleSpec, make_sample
+from reelscope.settings import Settings
+from worker import Models
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+def norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]+", "", text.lower())
+
+
+def wer(spec: SampleSpec, text: str) -> float:
+    said = " ".join([SPEECH_TEXT] * 8)  # the looped track
+    truth = norm(said).split()
+    heard = norm(text).split()
+    return float(jiwer.wer(" ".join(truth[: max(len(heard), 1)]), " ".join(heard)))
+
+
+def captions_found(spec: SampleSpec, texts: list[str]) -> str:
+    wanted = {norm(s.text) for s in spec.shots if s.text}
+    seen = {norm(t) for t in texts}
+    return f"{len(wanted & seen)}/{len(wanted)}"
+
+
+# -- (b) the floor ------------------------------------------------------------------
+
+
+def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dict[str, float]:
+    workspaces = Workspaces(work / "floor-ws")
+    ref = WorkspaceRef(job_id="job-floor", item_index=0)
+    folder = workspaces.create(ref)
+    shutil.copy(clip, folder / "media.mp4")
+    env = ActivityEnvironment()
+
+    started = time.perf_counter()
+    env.run(
+        TranscribeActivities(
+            workspaces, models.whisper, settings.whisper_beam_size
+        ).transcribe_audio,
+        TranscribeInput(workspace=ref, media_file="media.mp4"),
+    )
+    asr = time.perf_counter() - started
+
+    started = time.perf_counter()
+    scenes = env.run(
+        SceneActivities(
+            workspaces, settings.scene_threshold, settings.min_scene_len_frames
+        ).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="media.mp4"),
+    )
+    keyframes = env.run(
+        FrameActivities(workspaces).extract_keyframes,
+        ExtractKeyframesInput(
+            workspace=ref, media_file="media.mp4", fps=scenes.fps, scenes=scenes.scenes
+        ),
+    )
+    env.run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes.keyframes),
+    )
+    vision = time.perf_counter() - started
+    shutil.rmtree(work / "floor-ws")
+    return {"asr": asr, "vision": vision, "floor": max(asr, vision)}
+
+
+# -- (c) the naive script -------------------------------------------------------------
+
+
+class Naive:
+    """What a user would write by hand, with each library's defaults. PaddleOCR gets the
+    bundled PP-OCRv6 models (its default models come from a hub, unreachable offline)
+    and no document-orientation, unwarping or text-line models (the same reason)."""
+
+    def __init__(self, work: Path) -> None:
+        from faster_whisper import WhisperModel
+        from paddleocr import PaddleOCR
+
+        models_dir = work / "naive-models"
+        det = prepare_paddle_model_dir(
+            "PP-OCRv6_small_det", _bundled_onnx("PP-OCRv6_det_small.onnx"), models_dir / "det"
+        )
+        rec = prepare_paddle_model_dir(
+            "PP-OCRv6_small_rec", _bundled_onnx("PP-OCRv6_rec_small.onnx"), models_dir / "rec"
+        )
+        self.ocr = PaddleOCR(
+            engine="onnxruntime",
+            text_detection_model_name="PP-OCRv6_small_det",
+            text_detection_model_dir=str(det),
+            text_recognition_model_name="PP-OCRv6_small_rec",
+            text_recognition_model_dir=str(rec),
+            use_doc_orientation_classify=False,
+            use_doc_unwarping=False,
+            use_textline_orientation=False,
+        )
+        self.whisper = WhisperModel(str(bundled_whisper_path()), device="cpu", compute_type="int8")
+        self.work = work
+
+    def run(self, url: str) -> tuple[float, dict[str, Any]]:
+        import cv2
+        import scenedetect
+        import yt_dlp
+
+        out = self.work / "naive-dl"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        with yt_dlp.YoutubeDL(
+            {"outtmpl": str(out / "%(id)s.%(ext)s"), "quiet": True, "no_warnings": True}
+        ) as ydl:
+            info = ydl.extract_info(url, download=True)
+        path = info["requested_downloads"][0]["filepath"]
+        scenes = scenedetect.detect(path, scenedetect.ContentDetector())
+        capture = cv2.VideoCapture(path)
+        texts: list[str] = []
+        for start, end in scenes:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, (start.frame_num + end.frame_num) // 2)
+            ok, frame = capture.read()
+            if ok:
+                texts += list(self.ocr.predict(frame)[0]["rec_texts"])
+        capture.release()
+        segments, _ = self.whisper.transcribe(path)
+        transcript = " ".join(s.text for s in segments)
+        elapsed = time.perf_counter() - started
+        return elapsed, {"scenes": len(scenes), "texts": texts, "transcript": transcript}
+
+
+# -- (a) Reelscope through the API ----------------------------------------------------
+
+
+async def reelscope_run(
+    api: httpx.AsyncClient, client: Client, url: str
+) -> tuple[float, dict[str, Any], dict[str, float]]:
+    started = time.perf_counter()
+    job = (await api.post("/v1/jobs", json={"url": url, "options": {"refresh": True}})).json()
+    job_id = job["job_id"]
+    while (await api.get(f"/v1/jobs/{job_id}")).json()["state"] == "running":
+        await asyncio.sleep(0.05)
+    result = (await api.get(f"/v1/jobs/{job_id}/result")).json()
+    elapsed = time.perf_counter() - started
+    stages: dict[str, float] = {}
+    history = await client.get_workflow_handle(f"{job_id}.0").fetch_history()
+    scheduled: dict[int, str] = {}
+    started_at: dict[int, Any] = {}
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started_at[event.activity_task_started_event_attributes.scheduled_event_id] = (
+                event.event_time.ToDatetime()
+            )
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            sid = event.activity_task_completed_event_attributes.scheduled_event_id
+            took = (event.event_time.ToDatetime() - started_at[sid]).total_seconds()
+            stages[scheduled[sid]] = took
+    return elapsed, result, stages
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", default="720p,1080p")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Extra setting for the worker process, e.g. REELSCOPE_WHISPER_THREADS=1 (repeatable).",
+    )
+    args = parser.parse_args()
+    sizes = [s.strip() for s in args.sizes.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="reelscope-bench-"))
+    media = work / "media"
+    specs = {}
+    for size in sizes:
+        width, height = SIZES[size]
+        specs[size] = SampleSpec.long(width, height)
+        print(f"rendering the {size} clip ...", flush=True)
+        make_sample(media / f"clip-{size}.mp4", specs[size])
+    server, media_url = serve_folder(media)
+
+    worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
+    rows = []
+    try:
+        stack = LocalStack(work, worker_env)
+        await stack.__aenter__()
+        await stack.start_worker()
+        settings = Settings(data_dir=work / "bench-data")
+        print("loading models for (b) and (c) ...", flush=True)
+        models = Models(settings)
+        models.preload()
+        naive = Naive(work)
+        client = await Client.connect(
+            stack.temporal_address, data_converter=pydantic_data_converter
+        )
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+            for size in sizes:
+                url = f"{media_url}/clip-{size}.mp4"
+                spec = specs[size]
+                a_times, b_times, c_times = [], [], []
+                stage_runs: list[dict[str, float]] = []
+                floors: list[dict[str, float]] = []
+                for run in range(args.runs):
+                    print(f"{size} run {run + 1}/{args.runs}: reelscope, floor, naive", flush=True)
+                    a, result, stages = await reelscope_run(api, client, url)
+                    a_times.append(a)
+                    stage_runs.append(stages)
+                    floor = floor_run(media / f"clip-{size}.mp4", models, settings, work)
+                    floors.append(floor)
+                    b_times.append(floor["floor"])
+                    c, naive_out = naive.run(url)
+                    c_times.append(c)
+                item = result["items"][0]
+                texts = [t["text"] for s in item["scenes"] for t in s["text"]]
+                rows.append(
+                    {
+                        "size": size,
+                        "a": median(a_times),
+                        "b": median(b_times),
+                        "c": median(c_times),
+                        "asr": median([f["asr"] for f in floors]),
+                        "vision": median([f["vision"] for f in floors]),
+                        "stages": {
+                            k: median([s.get(k, 0.0) for s in stage_runs]) for k in stage_runs[0]
+                        },
+                        "a_quality": (
+                            len(item["scenes"]),
+                            captions_found(spec, texts),
+                            wer(spec, item["transcript"]["text"]),
+                        ),
+                        "c_quality": (
+                            naive_out["scenes"],
+                            captions_found(spec, naive_out["texts"]),
+                            wer(spec, naive_out["transcript"]),
+                        ),
+                        "truth_scenes": len(spec.shots),
+                    }
+                )
+    finally:
+        await stack.__aexit__(None, None, None)
+        server.shutdown()
+
+    print(f"\n60 s clips, {os.cpu_count()} CPUs, median of {args.runs} runs, seconds\n")
+    print(
+        "| clip | (a) Reelscope via API | (b) floor: max(ASR, vision) | ASR alone | "
+        "vision alone | (c) naive script | a/b | a/c |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['a']:.1f} | {r['b']:.1f} | {r['asr']:.1f} | {r['vision']:.1f}"
+            f" | {r['c']:.1f} | {r['a'] / r['b']:.2f} | {r['a'] / r['c']:.2f} |"
+        )
+    print("\nAccuracy on the same runs (scenes found / truth, captions read, WER):\n")
+    print("| clip | Reelscope | naive script |")
+    print("| --- | --- | --- |")
+    for r in rows:
+        aq, cq = r["a_quality"], r["c_quality"]
+        print(
+            f"| {r['size']} | {aq[0]}/{r['truth_scenes']} scenes, {aq[1]} captions, "
+            f"WER {aq[2]:.3f} | {cq[0]}/{r['truth_scenes']} scenes, {cq[1]} captions, "
+            f"WER {cq[2]:.3f} |"
+        )
+    print(
+        "\nReelscope per-stage activity time (median, seconds; transcription runs beside "
+        "the vision stages):\n"
+    )
+    for r in rows:
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
+        print(f"- {r['size']}: {parts}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
