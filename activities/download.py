@@ -18,7 +18,7 @@ from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
 
 from activities.netguard import check_scheme, find_not_allowed, guard, not_allowed
-from activities.progress import log, report
+from activities.progress import log, report, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage
@@ -285,6 +285,7 @@ class DownloadActivities:
                 info = ydl.process_ie_result(info, download=True) if info else None
         except (DownloadError, ExtractorError, OSError, _TooLarge, _OverQuota) as exc:
             # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version.
+            reraise_if_cancelled(exc)
             raise classify_download_error(input.url, exc) from None
         if info is None:
             raise ApplicationError(

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.download import FetchPolicy, _http_error
 from activities.netguard import check_scheme, find_not_allowed, not_allowed
-from activities.progress import log, report
+from activities.progress import log, report, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import MediaMetadata, Stage
@@ -59,6 +59,7 @@ class ImageActivities:
                         sink.write(chunk)
                         report(ActivityProgress(stage=Stage.DOWNLOAD, done=size, unit="bytes"))
         except (httpx.HTTPError, OSError) as exc:
+            reraise_if_cancelled(exc)
             blocked = find_not_allowed(exc)
             if blocked is not None:
                 raise not_allowed(input.url, blocked, "download") from None

@@ -8,7 +8,7 @@ import av
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.progress import log
+from activities.progress import log, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import MediaMetadata
@@ -46,6 +46,7 @@ class ProbeActivities:
         try:
             container = av.open(str(path), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            reraise_if_cancelled(exc)
             raise corrupt(
                 f"probe: the file is not playable media ({exc.__class__.__name__}); "
                 "check that the link points to a video"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from models.jobs import Stage
 from models.pipeline import ActivityProgress
@@ -25,6 +26,16 @@ def report(progress: ActivityProgress) -> None:
     """Heartbeat ``progress``. The SDK batches heartbeats, so calling this per unit of
     work is cheap; it raises if the activity was cancelled."""
     activity.heartbeat(progress)
+
+
+def reraise_if_cancelled(exc: BaseException) -> None:
+    """Call first in an ``except`` that turns errors into typed ones. The SDK cancels a
+    thread-pool activity by raising ``CancelledError`` inside it, possibly deep in a
+    library that wraps it: a cancel must stay a cancel, not become 'CorruptMedia'."""
+    if isinstance(exc, CancelledError):
+        raise exc
+    if activity.is_cancelled():
+        raise CancelledError("activity cancelled") from exc
 
 
 def resumed(stage: Stage) -> ActivityProgress | None:

@@ -13,7 +13,7 @@ from yt_dlp.utils import DownloadError, ExtractorError
 
 from activities.download import FetchPolicy, _QuietLogger, classify_download_error, too_long
 from activities.netguard import check_scheme
-from activities.progress import log
+from activities.progress import log, reraise_if_cancelled
 from models.errors import ErrorKind
 from models.pipeline import MediaRef, ResolveInput, ResolveResult
 
@@ -149,6 +149,7 @@ class ResolveActivities:
             with self._policy.guard(), YoutubeDL(options) as ydl:
                 info = ydl.extract_info(input.url, download=False)
         except (DownloadError, ExtractorError, OSError) as exc:
+            reraise_if_cancelled(exc)
             raise classify_download_error(input.url, exc, stage="resolve") from None
         items = [
             item

@@ -13,7 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.progress import log, report, resumed
+from activities.progress import log, report, reraise_if_cancelled, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage, Transcript, TranscriptSegment, TranscriptWord
@@ -157,6 +157,7 @@ class TranscribeActivities:
         try:
             audio = decode_audio(str(media), sampling_rate=SAMPLE_RATE)
         except Exception as exc:  # PyAV raises many kinds for broken audio
+            reraise_if_cancelled(exc)
             raise ApplicationError(
                 f"transcribe: the audio track does not decode ({exc.__class__.__name__}: {exc})",
                 type=ErrorKind.CORRUPT_MEDIA,
