@@ -28,7 +28,7 @@ class JobInput(BaseModel):
     max_parallel_items: int = 4
     max_items_per_link: int = 20
     heartbeat_timeout_s: float = Field(
-        30.0, description="How soon an activity of a dead worker is retried elsewhere."
+        30.0, description="How soon a compute stage of a dead worker is retried."
     )
 
 

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     )
     heartbeat_timeout_s: float = Field(
         30.0,
-        description="An activity silent this long is retried, elsewhere if its worker died.",
+        description="A compute stage silent this long is retried on its host's queue.",
     )
     heartbeat_throttle_s: float = Field(
         2.0, description="Longest gap between heartbeats sent; bounds how late a cancel lands."
