@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         TranscribeResult,
         WorkspaceRef,
     )
+    from reelscope.artifacts import keyframe_url
     from workflows import policies
     from workflows.policies import StagePolicy
 
@@ -452,9 +453,7 @@ class MediaItemWorkflow:
         number = 0
         for scene in item.scenes:
             for keyframe in scene.keyframes:
-                keyframe.url = (
-                    f"/v1/jobs/{ref.job_id}/items/{ref.item_index}/keyframes/{number}.jpg"
-                )
+                keyframe.url = keyframe_url(ref.job_id, ref.item_index, number)
                 number += 1
         try:
             await workflow.execute_activity(

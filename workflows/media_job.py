@@ -12,6 +12,7 @@ import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
     from models.errors import ErrorInfo, ErrorKind
@@ -231,9 +232,7 @@ class MediaJobWorkflow:
                 status.state = ItemState.CANCELLED
                 raise
             except ChildWorkflowError as err:
-                from temporalio.exceptions import CancelledError
-
-                if isinstance(err.cause, CancelledError):
+                if isinstance(err.cause, TemporalCancelledError):
                     status.state = ItemState.CANCELLED
                     raise asyncio.CancelledError() from err
                 outcome = ItemOutcome(
