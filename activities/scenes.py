@@ -55,11 +55,15 @@ class SceneActivities:
             ) from None
         fps = float(video.frame_rate)
         total = video.duration.frame_num if video.duration is not None else None
+        min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []
         previous = resumed(Stage.SCENES)
         if previous and previous.done > 0:
             cuts = [int(c) for c in previous.resume.get("cuts", [])]
-            video.seek(previous.done)
+            # Start before the heartbeated frame: the detector needs the frame before a
+            # cut, and ignores cuts within min_scene_len of where it starts. Cuts found
+            # again in the overlap are merged below.
+            video.seek(max(0, previous.done - min_scene_len - 1))
             log().info("scenes.resumed", from_frame=previous.done, cuts=len(cuts))
 
         manager = SceneManager()
@@ -67,12 +71,13 @@ class SceneActivities:
         manager.add_detector(
             ContentDetector(
                 threshold=input.threshold or self._threshold,
-                min_scene_len=input.min_scene_len_frames or self._min_scene_len_frames,
+                min_scene_len=min_scene_len,
             )
         )
 
         def cuts_so_far() -> list[int]:
-            return cuts + [start.frame_num for start, _ in manager.get_scene_list()[1:]]
+            found = cuts + [start.frame_num for start, _ in manager.get_scene_list()[1:]]
+            return sorted(set(found))
 
         chunk = max(1, round(CHUNK_SECONDS * fps))
         while True:

@@ -143,6 +143,42 @@ class ItemStatus(BaseModel):
 class JobStatus(BaseModel):
     """`GET /v1/jobs/{job_id}` body, and the `progress` workflow query's result."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "job-3f9c2a1b7d8e4f60",
+                    "state": "running",
+                    "progress": 0.42,
+                    "items": [
+                        {
+                            "index": 0,
+                            "source_url": "https://example.com/clip.mp4",
+                            "kind": "video",
+                            "media_url": "https://example.com/clip.mp4",
+                            "cached": False,
+                            "workflow_id": "job-3f9c2a1b7d8e4f60.0",
+                            "state": "running",
+                            "stage": "ocr",
+                            "progress": 0.42,
+                            "error": None,
+                            "stages": [
+                                {
+                                    "stage": "ocr",
+                                    "state": "running",
+                                    "progress": 0.25,
+                                    "detail": "1/4 frames",
+                                    "attempt": 1,
+                                    "last_failure": None,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     job_id: str
     state: JobState = JobState.RUNNING
     progress: float = Field(0.0, ge=0.0, le=1.0)
@@ -150,6 +186,24 @@ class JobStatus(BaseModel):
 
 
 class MediaMetadata(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "clip",
+                    "duration_s": 16.0,
+                    "width": 854,
+                    "height": 480,
+                    "fps": 30.0,
+                    "has_audio": True,
+                    "video_codec": "h264",
+                    "audio_codec": "aac",
+                    "size_bytes": 258773,
+                }
+            ]
+        }
+    )
+
     title: str | None = None
     duration_s: float | None = None
     width: int | None = None
@@ -179,6 +233,35 @@ class TextLine(BaseModel):
 
 
 class Scene(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "index": 1,
+                    "start_s": 4.0,
+                    "end_s": 8.0,
+                    "start_frame": 120,
+                    "end_frame": 240,
+                    "keyframes": [
+                        {
+                            "time_s": 5.4,
+                            "frame": 162,
+                            "url": "/v1/jobs/job-3f9c2a1b7d8e4f60/items/0/keyframes/1.jpg",
+                        }
+                    ],
+                    "text": [
+                        {
+                            "text": "OPEN SOURCE VIDEO",
+                            "confidence": 0.997,
+                            "box": [[206, 304], [643, 304], [643, 344], [206, 344]],
+                            "time_s": 5.4,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     index: int
     start_s: float
     end_s: float
@@ -203,6 +286,33 @@ class TranscriptSegment(BaseModel):
 
 
 class Transcript(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "language": "en",
+                    "text": "Welcome to the sample video.",
+                    "note": None,
+                    "segments": [
+                        {
+                            "start_s": 0.0,
+                            "end_s": 1.9,
+                            "text": "Welcome to the sample video.",
+                            "words": [
+                                {
+                                    "start_s": 0.0,
+                                    "end_s": 0.52,
+                                    "word": "Welcome",
+                                    "probability": 0.64,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     language: str | None = None
     text: str = ""
     segments: list[TranscriptSegment] = Field(default_factory=list)
@@ -228,6 +338,42 @@ class ItemResult(BaseModel):
 
 class JobResult(BaseModel):
     """`GET /v1/jobs/{job_id}/result` body, and the workflow's return value."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "job-3f9c2a1b7d8e4f60",
+                    "state": "partially_succeeded",
+                    "items": [
+                        {
+                            "index": 0,
+                            "source_url": "https://example.com/clip.mp4",
+                            "kind": "video",
+                            "state": "succeeded",
+                            "cached": False,
+                            "error": None,
+                            "scenes": [],
+                            "transcript": None,
+                            "notes": [],
+                        },
+                        {
+                            "index": 1,
+                            "source_url": "https://example.com/gone.mp4",
+                            "kind": "video",
+                            "state": "failed",
+                            "cached": False,
+                            "error": {
+                                "type": "NotFound",
+                                "message": "resolve: the server answered 404 for "
+                                "https://example.com/gone.mp4; check that the link is correct",
+                            },
+                        },
+                    ],
+                }
+            ]
+        }
+    )
 
     job_id: str
     state: JobState

@@ -38,9 +38,10 @@ def test_detect_scenes_resumes_from_the_last_heartbeat(
 ) -> None:
     """A retry starts at the heartbeated frame and keeps the cuts found before it. The
     'previous attempt' claims a cut at frame 60 that is not in the video: it must be
-    kept, which proves the first 200 frames were not decoded again."""
+    kept, which proves the first frames were not decoded again. It stopped exactly on
+    the cut at frame 240, which must still be found."""
     previous = ActivityProgress(
-        stage=Stage.SCENES, done=200, total=480, unit="frames", resume={"cuts": [60, 120]}
+        stage=Stage.SCENES, done=240, total=480, unit="frames", resume={"cuts": [60, 120]}
     )
     env = RecordingEnvironment(resume_from=previous)
     result = env.run(
@@ -50,4 +51,5 @@ def test_detect_scenes_resumes_from_the_last_heartbeat(
     cuts = [s.start_frame for s in result.scenes[1:]]
     assert cuts[:2] == [60, 120]
     assert all(abs(a - b) <= 1 for a, b in zip(cuts[2:], sample_spec.cut_frames[1:], strict=True))
-    assert env.heartbeats[0].done > 200
+    assert cuts[2] == 240, cuts
+    assert env.heartbeats[0].done > 240

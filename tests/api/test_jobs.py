@@ -75,4 +75,18 @@ async def test_openapi_documents_every_model(api: httpx.AsyncClient) -> None:
         "ErrorInfo",
     ):
         assert name in components
-    assert components["JobRequest"].get("examples")
+    for name in (
+        "JobRequest",
+        "JobAccepted",
+        "JobStatus",
+        "JobResult",
+        "Scene",
+        "Transcript",
+        "MediaMetadata",
+        "ErrorInfo",
+    ):
+        schema_of = components[name]
+        has_examples = schema_of.get("examples") or any(
+            "examples" in field for field in schema_of.get("properties", {}).values()
+        )
+        assert has_examples, f"{name} has no example in /docs"

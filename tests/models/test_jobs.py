@@ -18,3 +18,12 @@ def test_item_progress_weighs_stages_and_running_fractions() -> None:
     assert item_progress([stage(Stage.DOWNLOAD, ItemState.PENDING)]) == 0.0
     assert item_progress([stage(Stage.OCR, ItemState.FAILED)]) == 1.0
     assert item_progress([]) == 0.0
+
+
+def test_documented_examples_are_valid_models() -> None:
+    """The examples /docs shows must be what the API can really return."""
+    from models.jobs import JobResult, JobStatus, MediaMetadata, Scene, Transcript
+
+    for model in (JobStatus, JobResult, Scene, Transcript, MediaMetadata):
+        for example in model.model_config["json_schema_extra"]["examples"]:  # type: ignore[index]
+            model.model_validate(example)
