@@ -18,7 +18,7 @@ from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
 
 from activities.netguard import check_scheme, find_not_allowed, guard, not_allowed
-from activities.progress import log, report, reraise_if_cancelled
+from activities.progress import cancellation_wins, log, report, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage
@@ -224,6 +224,11 @@ class DownloadActivities:
 
     @activity.defn(name="download_media")
     def download_media(self, input: DownloadInput) -> DownloadResult:
+        """See ``_download_media``; a cancel always ends it as a cancellation."""
+        with cancellation_wins():
+            return self._download_media(input)
+
+    def _download_media(self, input: DownloadInput) -> DownloadResult:
         """Fetch ``input.url`` (network) into the item's workspace as ``media.<ext>``.
 
         A retry continues a partial download: yt-dlp keeps its ``.part`` file.

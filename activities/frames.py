@@ -7,7 +7,7 @@ import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.progress import log, report, resumed
+from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import KeyFrame, Stage
@@ -41,6 +41,11 @@ class FrameActivities:
 
     @activity.defn(name="extract_keyframes")
     def extract_keyframes(self, input: ExtractKeyframesInput) -> ExtractKeyframesResult:
+        """See ``_extract_keyframes``; a cancel always ends it as a cancellation."""
+        with cancellation_wins():
+            return self._extract_keyframes(input)
+
+    def _extract_keyframes(self, input: ExtractKeyframesInput) -> ExtractKeyframesResult:
         """One key frame per scene, written as ``keyframes/scene-NNNN.jpg`` in the
         workspace. A retry keeps the frames an earlier attempt reported."""
         path = self._workspaces.file(input.workspace, input.media_file)

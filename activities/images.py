@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.download import FetchPolicy, _http_error
 from activities.netguard import check_scheme, find_not_allowed, not_allowed
-from activities.progress import log, report, reraise_if_cancelled
+from activities.progress import cancellation_wins, log, report, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import MediaMetadata, Stage
@@ -31,6 +31,11 @@ class ImageActivities:
 
     @activity.defn(name="fetch_image")
     def fetch_image(self, input: FetchImageInput) -> FetchImageResult:
+        """See ``_fetch_image``; a cancel always ends it as a cancellation."""
+        with cancellation_wins():
+            return self._fetch_image(input)
+
+    def _fetch_image(self, input: FetchImageInput) -> FetchImageResult:
         """Download an image (network), refuse decompression bombs, and save it as
         ``image.jpg`` in the workspace for OCR."""
         check_scheme(input.url, "download")

@@ -16,7 +16,7 @@ import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.progress import log, report, resumed
+from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage, TextLine
@@ -195,6 +195,11 @@ class OcrActivities:
 
     @activity.defn(name="ocr_keyframes")
     def ocr_keyframes(self, input: OcrInput) -> OcrResult:
+        """See ``_ocr_keyframes``; a cancel always ends it as a cancellation."""
+        with cancellation_wins():
+            return self._ocr_keyframes(input)
+
+    def _ocr_keyframes(self, input: OcrInput) -> OcrResult:
         """Read the text on each key frame. A retry keeps the frames already read."""
         report(ActivityProgress(stage=Stage.OCR, total=len(input.keyframes), unit="frames"))
         engine = self._engines.get(input.engine)

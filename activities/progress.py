@@ -1,6 +1,10 @@
-"""Heartbeats with progress details, and reading them back on a retry."""
+"""Heartbeats with progress details, reading them back on a retry, and keeping a
+cancel a cancel."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 from temporalio import activity
@@ -24,7 +28,7 @@ def log() -> structlog.stdlib.BoundLogger:
 
 def report(progress: ActivityProgress) -> None:
     """Heartbeat ``progress``. The SDK batches heartbeats, so calling this per unit of
-    work is cheap; it raises if the activity was cancelled."""
+    work is cheap."""
     activity.heartbeat(progress)
 
 
@@ -36,6 +40,18 @@ def reraise_if_cancelled(exc: BaseException) -> None:
         raise exc
     if activity.is_cancelled():
         raise CancelledError("activity cancelled") from exc
+
+
+@contextmanager
+def cancellation_wins() -> Iterator[None]:
+    """Around an activity's body: once the activity is cancelled, whatever exception
+    ends it (libraries may catch the SDK's ``CancelledError`` and raise their own)
+    is reported as the cancellation it is."""
+    try:
+        yield
+    except Exception as exc:
+        reraise_if_cancelled(exc)
+        raise
 
 
 def resumed(stage: Stage) -> ActivityProgress | None:

@@ -9,7 +9,7 @@ from scenedetect.backends.opencv import VideoOpenFailure
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.progress import log, report, resumed
+from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage
@@ -42,6 +42,11 @@ class SceneActivities:
 
     @activity.defn(name="detect_scenes")
     def detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
+        """See ``_detect_scenes``; a cancel always ends it as a cancellation."""
+        with cancellation_wins():
+            return self._detect_scenes(input)
+
+    def _detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """Hard cuts by ContentDetector with auto-downscale. A retry seeks to the frame
         the last attempt heartbeated and keeps the cuts found before it."""
         path = self._workspaces.file(input.workspace, input.media_file)

@@ -13,7 +13,13 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.progress import log, report, reraise_if_cancelled, resumed
+from activities.progress import (
+    cancellation_wins,
+    log,
+    report,
+    reraise_if_cancelled,
+    resumed,
+)
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage, Transcript, TranscriptSegment, TranscriptWord
@@ -133,6 +139,11 @@ class TranscribeActivities:
 
     @activity.defn(name="transcribe_audio")
     def transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
+        """See ``_transcribe_audio``; a cancel always ends it as a cancellation."""
+        with cancellation_wins():
+            return self._transcribe_audio(input)
+
+    def _transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
         """Transcribe the media's audio track. Side effect: writes transcript.jsonl."""
         model_name, _ = self._models.resolve(input.model)
         if not input.has_audio:
