@@ -64,10 +64,11 @@ class ResultActivities:
 
     @activity.defn(name="store_item_result")
     def store_item_result(self, input: StoreResultInput) -> None:
-        """Write the item's result and key frames to the store, and to the cache when it
-        succeeded. Runs where the workspace is (side effect: files written)."""
+        """Write the item's result, with its key-frame URLs, and key frames to the store,
+        and to the cache when it succeeded. Runs where the workspace is (side effect:
+        files written)."""
         ref = input.workspace
-        result = input.result
+        result = _point_keyframes_at(input.result, ref.job_id, ref.item_index)
         for number, name in enumerate(input.keyframe_files):
             source = self._workspaces.file(ref, name)
             self._store.copy_in(source, keyframe_key(ref.job_id, ref.item_index, number))

@@ -51,8 +51,11 @@ async def describe(client: Client, workflow_id: str) -> WorkflowExecutionDescrip
         raise
 
 
-async def job_status(client: Client, job_id: str) -> JobStatus | None:
-    desc = await describe(client, job_id)
+async def job_status(
+    client: Client, job_id: str, desc: WorkflowExecutionDescription | None = None
+) -> JobStatus | None:
+    """The job's status; ``desc`` saves a describe call when the caller has one."""
+    desc = desc or await describe(client, job_id)
     if desc is None:
         return None
     memo = await desc.memo()

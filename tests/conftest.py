@@ -36,7 +36,13 @@ SAMPLE_NAME = "sample.mp4"
 CAPTION_IMAGE_TEXT = "CAROUSEL IMAGE 7"
 
 
-def make_hostile_media(folder: Path, ffmpeg: str) -> None:
+def run_ffmpeg(*args: str) -> None:
+    """The bundled ffmpeg, quiet, overwriting its output."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run([*command, *args], check=True, timeout=60)
+
+
+def make_hostile_media(folder: Path) -> None:
     """Files derived from real media that must end in a typed error or a documented
     partial result: see tests/test_hostile_media.py."""
     from PIL import Image
@@ -48,39 +54,19 @@ def make_hostile_media(folder: Path, ffmpeg: str) -> None:
     end = start + int.from_bytes(sample[start : start + 4], "big")
     moov = sample[start:end].replace(b"trak", b"free")
     (folder / "no_tracks.mp4").write_bytes(sample[:start] + moov + sample[end:])
-    run = functools.partial(subprocess.run, check=True, timeout=60)
-    run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(folder / SAMPLE_NAME),
-            "-vn",
-            "-c:a",
-            "copy",
-            str(folder / "audio_only.m4a"),
-        ]
+    run_ffmpeg(
+        "-i", str(folder / SAMPLE_NAME), "-vn", "-c:a", "copy", str(folder / "audio_only.m4a")
     )
-    run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=gray:s=8400x64:d=1:r=5",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(folder / "too_wide.mp4"),
-        ]
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=8400x64:d=1:r=5",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(folder / "too_wide.mp4"),
     )
     Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 Mpx in ~50 kB
     (folder / "fake.jpg").write_text("<html><body>not an image</body></html>")
@@ -112,26 +98,16 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     """Media the local HTTP server offers: the sample, a silent clip, and hostile files."""
     folder = tmp_path_factory.mktemp("media")
     make_sample(folder / SAMPLE_NAME, sample_spec)
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25:duration=3",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(folder / "silent.mp4"),
-        ],
-        check=True,
-        timeout=60,
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=3",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(folder / "silent.mp4"),
     )
     (folder / "page.mp4").write_text("<!doctype html><html><body>not a video</body></html>")
     (folder / "empty.mp4").write_bytes(b"")
@@ -146,25 +122,10 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     make_caption_image(folder / "caption.jpg", CAPTION_IMAGE_TEXT)
     caption = (folder / "caption.jpg").read_bytes()
     (folder / "half.jpg").write_bytes(caption[: len(caption) // 2])
-    make_hostile_media(folder, ffmpeg)
+    make_hostile_media(folder)
     # 80 s with speech throughout, for cancelling a running transcription.
-    subprocess.run(
-        [
-            ffmpeg,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-stream_loop",
-            "4",
-            "-i",
-            str(folder / SAMPLE_NAME),
-            "-c",
-            "copy",
-            str(folder / "long.mp4"),
-        ],
-        check=True,
-        timeout=60,
+    run_ffmpeg(
+        "-stream_loop", "4", "-i", str(folder / SAMPLE_NAME), "-c", "copy", str(folder / "long.mp4")
     )
     return folder
 

@@ -57,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
         TranscribeResult,
         WorkspaceRef,
     )
-    from reelscope.artifacts import keyframe_url
     from workflows import policies
     from workflows.policies import StagePolicy
 
@@ -449,12 +448,7 @@ class MediaItemWorkflow:
         keyframe_files: list[str],
         cache_key: str,
     ) -> None:
-        """Put the result (with key-frame URLs) in the artifact store."""
-        number = 0
-        for scene in item.scenes:
-            for keyframe in scene.keyframes:
-                keyframe.url = keyframe_url(ref.job_id, ref.item_index, number)
-                number += 1
+        """Put the result in the artifact store (the activity adds key-frame URLs)."""
         try:
             await workflow.execute_activity(
                 "store_item_result",

@@ -154,7 +154,7 @@ async def _cancel(job_id: str, client: ClientDep) -> JSONResponse:
     if desc is None:
         raise problem(404, "NotFound", f"no job {job_id!r}")
     if desc.status != WorkflowExecutionStatus.RUNNING:
-        found = await job_status(client, job_id)
+        found = await job_status(client, job_id, desc)
         assert found is not None
         return JSONResponse(status_code=409, content=found.model_dump(mode="json"))
     await client.get_workflow_handle(job_id).cancel()
