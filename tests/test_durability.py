@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.pipeline import ItemInput, MediaRef
+from reelscope.sample import SPEECH_TEXT
 from reelscope.settings import Settings
 from reelscope.stack import dev_server_command, wait_for_port
 from tests.conftest import free_port, serving_api, workspace_files
@@ -153,11 +154,14 @@ async def test_worker_killed_mid_transcription_and_mid_ocr_resumes(
             assert picked_up and picked_up[0]["segments"] > 0, "it must not start from zero"
             assert picked_up[0]["attempt"] >= 2
             same_vision(resumed["items"][0], reference["items"][0])
-            said = jiwer.wer(
-                norm(reference["items"][0]["transcript"]["text"]),
-                norm(resumed["items"][0]["transcript"]["text"]),
-            )
-            assert said <= 0.1, said
+            # Against what was really said (the sample's speech, looped 5 times): resuming
+            # may cost at most 10 points of WER over the uninterrupted run. Comparing the
+            # two tiny.en transcripts with each other instead depends on where the kill
+            # lands, and flaked.
+            truth = norm(" ".join([SPEECH_TEXT] * 5))
+            uninterrupted = jiwer.wer(truth, norm(reference["items"][0]["transcript"]["text"]))
+            after_resume = jiwer.wer(truth, norm(resumed["items"][0]["transcript"]["text"]))
+            assert after_resume <= uninterrupted + 0.1, (uninterrupted, after_resume)
 
             # 2. Killed mid-OCR.
             job_id = await submit(api, url, refresh=True)
