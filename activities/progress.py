@@ -27,8 +27,14 @@ def log() -> structlog.stdlib.BoundLogger:
 
 
 def report(progress: ActivityProgress) -> None:
-    """Heartbeat ``progress``. The SDK batches heartbeats, so calling this per unit of
-    work is cheap."""
+    """Heartbeat ``progress``, and stop here if the activity has been cancelled.
+
+    The SDK batches heartbeats, so calling this per unit of work is cheap. A cancel
+    reaches a thread-pool activity as an exception raised in its thread, which a
+    library's ``except Exception`` may swallow; the cancel flag set by the heartbeat
+    response is not lost that way, so every unit of work checks it."""
+    if activity.is_cancelled():
+        raise CancelledError("activity cancelled")
     activity.heartbeat(progress)
 
 
@@ -52,6 +58,10 @@ def cancellation_wins() -> Iterator[None]:
     except Exception as exc:
         reraise_if_cancelled(exc)
         raise
+    # Finished while the cancel was on its way: the caller asked to stop, so the result
+    # is dropped and the workflow sees a cancellation, not a success it did not want.
+    if activity.is_cancelled():
+        raise CancelledError("activity cancelled")
 
 
 def resumed(stage: Stage) -> ActivityProgress | None:

@@ -123,9 +123,19 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     caption = (folder / "caption.jpg").read_bytes()
     (folder / "half.jpg").write_bytes(caption[: len(caption) // 2])
     make_hostile_media(folder)
-    # 80 s with speech throughout, for cancelling a running transcription.
+    # 80 s with speech throughout, for killing a worker mid-transcription.
     run_ffmpeg(
         "-stream_loop", "4", "-i", str(folder / SAMPLE_NAME), "-c", "copy", str(folder / "long.mp4")
+    )
+    # About 400 s: its transcription outlasts the trip a cancel takes to reach it.
+    run_ffmpeg(
+        "-stream_loop",
+        "24",
+        "-i",
+        str(folder / SAMPLE_NAME),
+        "-c",
+        "copy",
+        str(folder / "longer.mp4"),
     )
     return folder
 

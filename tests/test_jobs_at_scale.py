@@ -180,7 +180,7 @@ async def test_cancel_during_transcription(
     api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
 ) -> None:
     worker.max_parallel_items = 1  # item 0 finishes before item 1 starts
-    links = [f"{media_url}/{SAMPLE_NAME}", f"{media_url}/long.mp4"]
+    links = [f"{media_url}/{SAMPLE_NAME}", f"{media_url}/longer.mp4"]
     job_id = (await post(api, {"urls": links, "options": {"refresh": True}})).json()["job_id"]
     deadline = time.monotonic() + 120
     while True:
@@ -207,13 +207,32 @@ async def test_cancel_during_transcription(
     assert result["state"] == "cancelled"
     assert result["items"][0]["state"] == "succeeded" and len(result["items"][0]["scenes"]) == 4
     assert result["items"][1]["state"] == "cancelled"
-    # The running activities were asked to stop. (An activity inside a long native call,
-    # a Whisper window, may still finish that run before it sees the cancel.)
+    # The running transcription noticed the cancel and ended as cancelled, and no stage
+    # was started after the cancel arrived; only the clean-up ran.
     history = await temporal_client.get_workflow_handle(f"{job_id}.1").fetch_history()
-    types = [e.event_type for e in history.events]
-    names = [EventType.Name(t).removeprefix("EVENT_TYPE_") for t in types]
-
-    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in types, names
+    scheduled: dict[int, str] = {}
+    ended: dict[str, str] = {}
+    after_cancel: list[str] = []
+    cancel_seen = False
+    for event in history.events:
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            cancel_seen = True
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activity_type = event.activity_task_scheduled_event_attributes.activity_type.name
+            scheduled[event.event_id] = activity_type
+            if cancel_seen:
+                after_cancel.append(activity_type)
+        elif name in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_CANCELED"):
+            attributes = (
+                event.activity_task_completed_event_attributes
+                if name == "ACTIVITY_TASK_COMPLETED"
+                else event.activity_task_canceled_event_attributes
+            )
+            ended[scheduled[attributes.scheduled_event_id]] = name
+    assert cancel_seen
+    assert ended["transcribe_audio"] == "ACTIVITY_TASK_CANCELED", ended
+    assert after_cancel == ["remove_workspace"], after_cancel
     assert "remove_workspace" in await activities_run(temporal_client, f"{job_id}.1")
     assert workspace_files(worker) == []
     again = await api.delete(f"/v1/jobs/{job_id}")

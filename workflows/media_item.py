@@ -117,6 +117,14 @@ def error_from(stage: Stage, err: BaseException) -> ErrorInfo:
     return ErrorInfo(type=ErrorKind.INTERNAL, message=f"{stage}: {cause}")
 
 
+def _cancel_pending() -> bool:
+    """Whether this branch of the workflow has been asked to stop. A stage that finished
+    while its cancel was on the way returns normally, and asyncio forgets the cancel it
+    absorbed; the task still counts it, so no later stage is started."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class StageFailed(Exception):
     def __init__(self, stage: Stage, error: ErrorInfo) -> None:
         super().__init__(error.message)
@@ -409,6 +417,9 @@ class MediaItemWorkflow:
         duration_s: float | None = None,
     ) -> R:
         """Run one pinned activity, keeping the item's status current."""
+        if _cancel_pending():
+            self._mark(stage, ItemState.CANCELLED)
+            raise asyncio.CancelledError()
         self._mark(stage, ItemState.RUNNING)
         try:
             result = await workflow.execute_activity(
