@@ -1,10 +1,13 @@
 """The Reelscope worker: runs ``MediaJobWorkflow`` and every pipeline activity.
 
-Two pollers share one thread pool:
+Three pollers:
 - the shared queue (``REELSCOPE_TASK_QUEUE``) runs workflows and routes items;
 - this host's queue runs download → processing → clean-up of an item, so its files
   stay on one disk. The host queue's name is stable for a host and data dir, so a
-  restarted worker picks up the activities of items whose files it holds.
+  restarted worker picks up the activities of items whose files it holds;
+- the host queue's presence queue answers pings. An item whose pinned stage waited
+  too long asks it whether this worker is busy (wait on) or gone (place the item on
+  another worker).
 
 Run it alone against any Temporal with ``python worker.py``.
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
@@ -36,16 +40,24 @@ from activities.results import ResultActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
 from activities.workspace import WorkspaceActivities, Workspaces
-from reelscope.artifacts import ArtifactStore
-from reelscope.client import connect
+from reelscope.artifacts import ArtifactStore, open_artifact_store
+from reelscope.client import connect, metrics_runtime
 from reelscope.logs import configure_logging
 from reelscope.settings import Settings
 from reelscope.status import describe
-from workflows import MediaItemWorkflow, MediaJobWorkflow, item_workflow_id
+from workflows import (
+    PING_ACTIVITY,
+    MediaItemWorkflow,
+    MediaJobWorkflow,
+    item_workflow_id,
+    presence_task_queue,
+)
 
 log = structlog.get_logger("reelscope.worker")
 
 SWEEP_INTERVAL_S = 600
+#: Routing, cache look-ups and link resolution: short, and never behind the heavy stages.
+SHARED_QUEUE_SLOTS = 4
 
 
 class Models:
@@ -61,7 +73,7 @@ class Models:
                 rec_model_name=settings.ocr_rec_model_name,
                 det_model_dir=settings.ocr_det_model_dir,
                 rec_model_dir=settings.ocr_rec_model_dir,
-                cache_dir=settings.data_dir.resolve() / "models",
+                cache_dir=(settings.model_cache_dir or settings.data_dir / "models").resolve(),
             ),
             default=settings.ocr_engine,
         )
@@ -81,8 +93,13 @@ class Models:
         self.ocr.get(None)
 
 
+@activity.defn(name=PING_ACTIVITY)
+async def ping_host() -> None:
+    """Proof of life for the item workflows waiting on this worker's host queue."""
+
+
 def build_activities(
-    settings: Settings, models: Models
+    settings: Settings, models: Models, store: ArtifactStore
 ) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
     """(shared-queue activities, host-queue activities)."""
     fetch = FetchPolicy(
@@ -95,9 +112,7 @@ def build_activities(
     )
     workspaces = Workspaces(settings.workspaces_dir)
     workspace = WorkspaceActivities(workspaces, settings.host_task_queue)
-    results = ResultActivities(
-        workspaces, ArtifactStore(settings.artifacts_dir), settings.cache_ttl_s
-    )
+    results = ResultActivities(workspaces, store, settings.cache_ttl_s)
     shared: list[Callable[..., Any]] = [
         workspace.route_item,
         results.lookup_cache,
@@ -138,7 +153,11 @@ async def run_worker(
 
     ``models`` lets several workers of one process (tests) share loaded models.
     """
-    client = await connect(settings)
+    runtime = None
+    if settings.worker_metrics_address:
+        runtime = metrics_runtime(settings.worker_metrics_address)
+        log.info("worker.metrics", address=f"http://{settings.worker_metrics_address}/metrics")
+    client = await connect(settings, runtime)
     if models is None:
         models = Models(settings)
         started = asyncio.get_running_loop().time()
@@ -152,9 +171,11 @@ async def run_worker(
     stale = await sweep_workspaces(client, settings)
     if stale:
         log.info("workspaces.janitor", removed=stale)
-    shared_activities, host_activities = build_activities(settings, models)
+    store = open_artifact_store(settings)
+    shared_activities, host_activities = build_activities(settings, models, store)
     executor = ThreadPoolExecutor(
-        max_workers=settings.max_concurrent_activities + 1, thread_name_prefix="activity"
+        max_workers=settings.max_concurrent_activities + SHARED_QUEUE_SLOTS,
+        thread_name_prefix="activity",
     )
     common = {
         "activity_executor": executor,
@@ -169,7 +190,7 @@ async def run_worker(
         task_queue=settings.task_queue,
         workflows=[MediaJobWorkflow, MediaItemWorkflow],
         activities=shared_activities,
-        max_concurrent_activities=4,
+        max_concurrent_activities=SHARED_QUEUE_SLOTS,
         **common,  # type: ignore[arg-type]
     )
     host = Worker(
@@ -179,17 +200,27 @@ async def run_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         **common,  # type: ignore[arg-type]
     )
-    async with shared, host:
+    # Answers "is this worker still there?" for items whose files it holds, on slots
+    # of its own, so a worker busy with long stages still answers.
+    presence = Worker(
+        client,
+        task_queue=presence_task_queue(settings.host_task_queue),
+        activities=[ping_host],  # async: needs no thread
+        max_concurrent_activities=8,
+        graceful_shutdown_timeout=timedelta(seconds=1),
+    )
+    async with shared, host, presence:
         log.info(
             "worker.started",
             task_queue=settings.task_queue,
             host_task_queue=settings.host_task_queue,
             temporal=settings.temporal_address,
+            artifacts=store.describe(),
         )
         if ready_file is not None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.write_text("ready\n")
-        sweeper = asyncio.create_task(sweep_periodically(client, settings, stop))
+        sweeper = asyncio.create_task(sweep_periodically(client, settings, store, stop))
         await stop.wait()
         log.info("worker.stopping")
         sweeper.cancel()
@@ -216,10 +247,11 @@ async def sweep_workspaces(client: Client, settings: Settings) -> int:
     return removed
 
 
-async def sweep_periodically(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+async def sweep_periodically(
+    client: Client, settings: Settings, store: ArtifactStore, stop: asyncio.Event
+) -> None:
     """Workspaces of ended jobs, expired results, key frames and cache entries: at
     start, then every ``SWEEP_INTERVAL_S``."""
-    store = ArtifactStore(settings.artifacts_dir)
     while not stop.is_set():
         try:
             workspaces = await sweep_workspaces(client, settings)

@@ -15,10 +15,13 @@ from models.pipeline import ActivityProgress
 
 
 def log() -> structlog.stdlib.BoundLogger:
-    """A logger bound to the running activity: workflow, run, activity type, attempt."""
+    """A logger bound to the running activity: job, workflow, run, activity type, attempt."""
     info = activity.info()
+    workflow_id = info.workflow_id or ""
     return structlog.get_logger("reelscope.activity").bind(
-        workflow_id=info.workflow_id,
+        # Item workflows are '<job id>.<index>'; job workflows are the job id.
+        job_id=workflow_id.rsplit(".", 1)[0] if "." in workflow_id else workflow_id,
+        workflow_id=workflow_id,
         run_id=info.workflow_run_id,
         activity=info.activity_type,
         activity_id=info.activity_id,

@@ -70,6 +70,8 @@ class ResultActivities:
         ref = input.workspace
         result = _point_keyframes_at(input.result, ref.job_id, ref.item_index)
         for number, name in enumerate(input.keyframe_files):
+            # Uploads can be slow (S3): each one shows the worker is alive.
+            activity.heartbeat(number)
             source = self._workspaces.file(ref, name)
             self._store.copy_in(source, keyframe_key(ref.job_id, ref.item_index, number))
             if input.cache_key and result.state == ItemState.SUCCEEDED:

@@ -6,10 +6,11 @@ import asyncio
 
 from fastapi import Depends, FastAPI
 
+from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import exports, health, jobs
 from api.security import GatewayMiddleware, key_header_dependency, load_key_digests
 from reelscope import __version__
-from reelscope.artifacts import ArtifactStore
+from reelscope.artifacts import open_artifact_store
 from reelscope.settings import Settings
 
 
@@ -24,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "transcript out, on Temporal.",
     )
     app.state.settings = settings
-    app.state.store = ArtifactStore(settings.artifacts_dir)
+    app.state.store = open_artifact_store(settings)
     app.state.client = None  # connected on first use: see api.deps.get_client
     app.state.client_lock = asyncio.Lock()
     key_scheme = [Depends(key_header_dependency())]
@@ -32,4 +33,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router, dependencies=key_scheme)
     app.include_router(exports.router, dependencies=key_scheme)
     app.add_middleware(GatewayMiddleware, settings=settings)
+    app.state.metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -2,7 +2,7 @@
 
 Keys are never stored: settings hold SHA-256 digests (``reelscope hash-key`` makes one),
 and a presented key is hashed and compared in constant time. When any digest is
-configured, every route but ``/healthz`` and ``/readyz`` needs a key, sent as
+configured, every route but ``/healthz``, ``/readyz`` and ``/metrics`` needs a key, sent as
 ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (``?api_key=KEY`` works for the
 docs pages only, so a browser can open them).
 """
@@ -26,7 +26,7 @@ from reelscope.settings import Settings
 
 log = structlog.get_logger("reelscope.api")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
 
 
@@ -41,6 +41,12 @@ def load_key_digests(settings: Settings) -> list[str]:
             line = line.split("#", 1)[0].strip()
             if line:
                 digests.append(line.lower())
+    if settings.require_api_keys and not digests:
+        raise ValueError(
+            "this deployment requires API keys (REELSCOPE_REQUIRE_API_KEYS): make one with "
+            '`reelscope hash-key` and set REELSCOPE_API_KEYS=["<digest>"] or '
+            "REELSCOPE_API_KEYS_FILE"
+        )
     for digest in digests:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(

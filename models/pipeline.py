@@ -30,6 +30,11 @@ class JobInput(BaseModel):
     heartbeat_timeout_s: float = Field(
         30.0, description="How soon a compute stage of a dead worker is retried."
     )
+    pinned_schedule_to_start_s: float | None = Field(
+        None,
+        description="How long a pinned stage waits for the worker holding the item's files "
+        "before the item is placed on another worker; None: the stage policy's limit.",
+    )
 
 
 class MediaRef(BaseModel):
@@ -61,6 +66,7 @@ class ItemInput(BaseModel):
     options: JobOptions = Field(default_factory=JobOptions)
     notes: list[str] = Field(default_factory=list)
     heartbeat_timeout_s: float = 30.0
+    pinned_schedule_to_start_s: float | None = None
 
 
 class ItemOutcome(BaseModel):

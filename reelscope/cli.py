@@ -250,6 +250,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import worker
 
     sys.argv = [sys.argv[0]]
+    if args.ready_file:
+        sys.argv += ["--ready-file", str(args.ready_file)]
     worker.main()
     return 0
 
@@ -314,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="Run a worker alone.")
+    worker.add_argument(
+        "--ready-file", type=Path, help="Written once the worker polls (for health checks)."
+    )
     worker.set_defaults(func=cmd_worker)
 
     from reelscope import jobs_cli

@@ -8,8 +8,11 @@ import sys
 import structlog
 
 
-def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
-    """Route structlog and stdlib logging to stderr in one format."""
+def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
+    """Route structlog and stdlib logging to stderr in one format: ``json``, ``console``,
+    or ``auto`` (console on a terminal, JSON lines when piped or in a container)."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

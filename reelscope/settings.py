@@ -10,7 +10,7 @@ from hashlib import sha1
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The Whisper model name that maps to the CTranslate2 ``tiny.en`` shipped in the
@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     cache_ttl_s: int = Field(24 * 3600, description="How long a result serves repeats.")
     artifact_retention_s: int = Field(
         7 * 24 * 3600, description="How long results and key-frame JPEGs are kept."
+    )
+    artifact_store: str = Field(
+        "",
+        description="Where results and key frames live: empty for <data_dir>/artifacts "
+        "(the API and workers then share that disk), or s3://bucket[/prefix].",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO: http://minio:9000); empty for AWS."
+    )
+    s3_region: str | None = None
+    s3_access_key_id: str | None = Field(
+        None, description="Empty: boto3's usual chain (AWS_* variables, instance role)."
+    )
+    s3_secret_access_key: SecretStr | None = None
+    pinned_schedule_to_start_s: float = Field(
+        120.0,
+        description="How long a pinned stage waits for the worker holding the item's files "
+        "before the item is redone on another worker.",
     )
     heartbeat_timeout_s: float = Field(
         30.0,
@@ -102,6 +120,12 @@ class Settings(BaseSettings):
         None, description="PaddleOCR recognition model dir; default: rapidocr's bundled ONNX."
     )
 
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where OCR model folders are prepared; default <data_dir>/models. The "
+        "container image prepares them at build time.",
+    )
+
     # Speech.
     whisper_model: str = Field(
         BUNDLED_WHISPER_MODEL,
@@ -120,14 +144,24 @@ class Settings(BaseSettings):
         default_factory=list,
         description="SHA-256 hex digests of accepted API keys (JSON list). Empty: no auth.",
     )
+    require_api_keys: bool = Field(
+        False, description="Refuse to start without at least one key (Docker Compose: on)."
+    )
     api_keys_file: Path | None = Field(
         None, description="File of SHA-256 key digests, one per line ('#' comments)."
     )
     rate_limit_per_minute: int = Field(600, description="Requests per API key a minute.")
 
-    # Logs.
-    log_format: Literal["console", "json"] = "console"
+    # Logs and metrics.
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto: readable on a terminal, JSON lines otherwise."
+    )
     log_level: str = "INFO"
+    worker_metrics_address: str = Field(
+        "",
+        description="host:port where a worker serves the Temporal SDK's Prometheus metrics "
+        "(e.g. 0.0.0.0:9464); empty: off.",
+    )
 
     @property
     def workspaces_dir(self) -> Path:

@@ -38,10 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 class WorkerProcess:
     """``python worker.py`` as its own process, with JSON logs in a file."""
 
-    def __init__(self, settings: Settings, name: str) -> None:
+    def __init__(
+        self, settings: Settings, name: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.settings = settings
+        self.extra_env = extra_env or {}
         self.log_path = settings.data_dir / f"{name}.log"
         self.ready = settings.data_dir / f"{name}.ready"
+        self.ready.unlink(missing_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> WorkerProcess:
@@ -55,6 +59,7 @@ class WorkerProcess:
             "REELSCOPE_ALLOW_PRIVATE_URLS": "true",
             "REELSCOPE_LOG_FORMAT": "json",
             "REELSCOPE_MAX_CONCURRENT_ACTIVITIES": "4",
+            **self.extra_env,
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

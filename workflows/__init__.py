@@ -12,19 +12,23 @@ from __future__ import annotations
 
 from workflows.media_item import (
     ITEM_WORKFLOW_NAME,
+    PING_ACTIVITY,
     PROGRESS_QUERY,
     STATUS_MEMO_KEY,
     MediaItemWorkflow,
     item_workflow_id,
+    presence_task_queue,
 )
 from workflows.media_job import WORKFLOW_NAME, MediaJobWorkflow
 
 __all__ = [
     "ITEM_WORKFLOW_NAME",
+    "PING_ACTIVITY",
     "PROGRESS_QUERY",
     "STATUS_MEMO_KEY",
     "WORKFLOW_NAME",
     "MediaItemWorkflow",
     "MediaJobWorkflow",
     "item_workflow_id",
+    "presence_task_queue",
 ]

@@ -16,7 +16,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TimeoutError,
+    TimeoutType,
+)
 
 with workflow.unsafe.imports_passed_through():
     from models.errors import ErrorInfo, ErrorKind
@@ -67,6 +74,15 @@ PROGRESS_QUERY = "progress"
 STATUS_MEMO_KEY = "status"
 
 R = TypeVar("R", bound=BaseModel)
+
+
+#: Answered by every worker on ``presence_task_queue(its host queue)``, which has slots
+#: of its own, so a worker whose host queue is busy still answers.
+PING_ACTIVITY = "ping_host"
+
+
+def presence_task_queue(host_task_queue: str) -> str:
+    return f"{host_task_queue}-presence"
 
 
 def item_workflow_id(job_id: str, index: int) -> str:
@@ -126,10 +142,18 @@ def _cancel_pending() -> bool:
 
 
 class StageFailed(Exception):
-    def __init__(self, stage: Stage, error: ErrorInfo) -> None:
+    def __init__(self, stage: Stage, error: ErrorInfo, worker_lost: bool = False) -> None:
         super().__init__(error.message)
         self.stage = stage
         self.error = error
+        #: No worker took the stage from the pinned queue in time: the worker holding
+        #: the item's files is gone.
+        self.worker_lost = worker_lost
+
+
+def _worker_lost(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
 @workflow.defn(name=ITEM_WORKFLOW_NAME)
@@ -137,6 +161,10 @@ class MediaItemWorkflow:
     def __init__(self) -> None:
         self._status = ItemStatus(index=0, source_url="")
         self._heartbeat_timeout_s = 30.0
+        self._pinned_schedule_to_start: timedelta | None = None
+        #: Notes of earlier placements (a lost worker), kept in the final result.
+        self._notes: list[str] = []
+        self._pings = 0
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> ItemStatus:
@@ -146,6 +174,8 @@ class MediaItemWorkflow:
     async def run(self, input: ItemInput) -> ItemOutcome:
         media = input.media
         self._heartbeat_timeout_s = input.heartbeat_timeout_s
+        if input.pinned_schedule_to_start_s:
+            self._pinned_schedule_to_start = timedelta(seconds=input.pinned_schedule_to_start_s)
         self._status = ItemStatus(
             index=input.index,
             source_url=media.source_url,
@@ -179,35 +209,43 @@ class MediaItemWorkflow:
                     stage.state, stage.progress, stage.detail = ItemState.SUCCEEDED, 1.0, "cached"
                 return self._finish(ItemState.SUCCEEDED, None, cached=True)
 
-        item = ItemResult(
-            index=input.index,
-            source_url=media.source_url,
-            media_url=media.url,
-            kind=media.kind,
-            state=ItemState.RUNNING,
-            notes=list(input.notes),
-        )
+        item = self._new_result(input)
         queue: str | None = None
         keyframe_files: list[str] = []
         cancelled = False
         try:
-            route = await workflow.execute_activity(
-                "route_item",
-                ref,
-                result_type=RouteResult,
-                start_to_close_timeout=policies.ROUTE.start_to_close,
-                retry_policy=policies.ROUTE.retry,
-                activity_id="route",
-                summary=f"item {input.index}: route",
-            )
-            queue = route.task_queue
-            if media.kind == "image":
-                await self._image(ref, queue, input, item)
-            else:
-                keyframe_files = await self._video(ref, queue, input, item)
-            item.state = ItemState.SUCCEEDED
-        except StageFailed as failed:
-            item.state, item.error = ItemState.FAILED, failed.error
+            for placement in range(policies.MAX_PLACEMENTS):
+                last_try = placement + 1 == policies.MAX_PLACEMENTS
+                route = await workflow.execute_activity(
+                    "route_item",
+                    ref,
+                    result_type=RouteResult,
+                    start_to_close_timeout=policies.ROUTE.start_to_close,
+                    retry_policy=policies.ROUTE.retry,
+                    activity_id="route" if placement == 0 else f"route.{placement}",
+                    summary=f"item {input.index}: route",
+                )
+                queue = route.task_queue
+                try:
+                    if media.kind == "image":
+                        await self._image(ref, queue, input, item)
+                    else:
+                        keyframe_files = await self._video(ref, queue, input, item)
+                    item.state = ItemState.SUCCEEDED
+                except StageFailed as failed:
+                    if failed.worker_lost and not last_try:
+                        # Its files are on a worker that is gone: start over on another
+                        # one. That worker's janitor removes them if it ever comes back.
+                        item = self._start_over(input, queue, failed.stage.value)
+                        queue, keyframe_files = None, []
+                        continue
+                    item.state, item.error = ItemState.FAILED, failed.error
+                lost = await self._store(ref, queue, item, keyframe_files, cache_key, last_try)
+                if lost and item.state == ItemState.SUCCEEDED and not last_try:
+                    item = self._start_over(input, queue, "store")
+                    queue, keyframe_files = None, []
+                    continue
+                break
         except ActivityError as err:  # routing: no worker took the item
             item.state, item.error = ItemState.FAILED, error_from(Stage.QUEUED, err)
         except asyncio.CancelledError:
@@ -215,12 +253,34 @@ class MediaItemWorkflow:
             raise
         finally:
             if queue is not None:
-                if not cancelled:
-                    await self._store(ref, queue, item, keyframe_files, cache_key)
                 await self._cleanup(ref, queue)
             if cancelled:
                 self._finish(ItemState.CANCELLED, None)
         return self._finish(item.state, item.error)
+
+    def _start_over(self, input: ItemInput, lost_queue: str, during: str) -> ItemResult:
+        """A fresh result and stage list for another placement of the item."""
+        note = (
+            f"the worker holding this item's files ({lost_queue}) stopped answering during "
+            f"{during}; the item was processed again on another worker"
+        )
+        workflow.logger.warning("item %s: %s", input.index, note)
+        self._notes.append(note)
+        self._status.stages = planned_stages(input.media.kind, input.options)
+        self._status.stage = Stage.QUEUED
+        self._publish()
+        return self._new_result(input)
+
+    def _new_result(self, input: ItemInput) -> ItemResult:
+        media = input.media
+        return ItemResult(
+            index=input.index,
+            source_url=media.source_url,
+            media_url=media.url,
+            kind=media.kind,
+            state=ItemState.RUNNING,
+            notes=[*input.notes, *self._notes],
+        )
 
     # -- pipelines ---------------------------------------------------------------------
 
@@ -422,20 +482,16 @@ class MediaItemWorkflow:
             raise asyncio.CancelledError()
         self._mark(stage, ItemState.RUNNING)
         try:
-            result = await workflow.execute_activity(
+            result = await self._pinned(
                 activity,
                 arg,
+                queue,
                 result_type=result_type,
-                task_queue=queue,
-                start_to_close_timeout=policy.start_to_close_for(duration_s),
-                schedule_to_start_timeout=policy.schedule_to_start,
-                heartbeat_timeout=(
-                    timedelta(seconds=self._heartbeat_timeout_s)
-                    if policy.heartbeat_from_job
-                    else policy.heartbeat
-                ),
-                retry_policy=policy.retry,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                start_to_close=policy.start_to_close_for(duration_s),
+                schedule_to_start=policy.schedule_to_start,
+                heartbeat=self._heartbeat_for(policy),
+                retry=policy.retry,
+                cancellation=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 activity_id=stage.value,
                 summary=f"item {ref.item_index}: {stage.value}",
             )
@@ -444,7 +500,7 @@ class MediaItemWorkflow:
                 self._mark(stage, ItemState.CANCELLED)
                 raise asyncio.CancelledError() from err
             self._mark(stage, ItemState.FAILED)
-            raise StageFailed(stage, error_from(stage, err)) from err
+            raise StageFailed(stage, error_from(stage, err), _worker_lost(err)) from err
         except asyncio.CancelledError:
             self._mark(stage, ItemState.CANCELLED)
             raise
@@ -458,10 +514,13 @@ class MediaItemWorkflow:
         item: ItemResult,
         keyframe_files: list[str],
         cache_key: str,
-    ) -> None:
-        """Put the result in the artifact store (the activity adds key-frame URLs)."""
+        last_try: bool,
+    ) -> bool:
+        """Put the result in the artifact store (the activity adds key-frame URLs).
+        Returns True when the worker holding the key frames was lost first; the item
+        then fails only if it has no placement left."""
         try:
-            await workflow.execute_activity(
+            await self._pinned(
                 "store_item_result",
                 StoreResultInput(
                     workspace=ref,
@@ -469,35 +528,107 @@ class MediaItemWorkflow:
                     keyframe_files=keyframe_files,
                     cache_key=cache_key if item.state == ItemState.SUCCEEDED else None,
                 ),
-                task_queue=queue,
-                start_to_close_timeout=policies.STORE.start_to_close,
-                schedule_to_start_timeout=policies.STORE.schedule_to_start,
-                retry_policy=policies.STORE.retry,
+                queue,
+                start_to_close=policies.STORE.start_to_close,
+                schedule_to_start=policies.STORE.schedule_to_start,
+                heartbeat=self._heartbeat_for(policies.STORE),
+                retry=policies.STORE.retry,
                 activity_id="store",
                 summary=f"item {ref.item_index}: store result",
             )
         except ActivityError as err:
-            item.state = ItemState.FAILED
-            item.error = ErrorInfo(
-                type=ErrorKind.INTERNAL,
-                message=f"store: the result could not be saved ({err.cause or err}); resubmit",
-            )
+            lost = _worker_lost(err)
+            if not lost or last_try:
+                item.state = ItemState.FAILED
+                item.error = ErrorInfo(
+                    type=ErrorKind.INTERNAL,
+                    message=f"store: the result could not be saved ({err.cause or err}); resubmit",
+                )
+            return lost
+        return False
 
     async def _cleanup(self, ref: WorkspaceRef, queue: str) -> None:
         try:
-            await workflow.execute_activity(
+            await self._pinned(
                 "remove_workspace",
                 ref,
-                task_queue=queue,
-                start_to_close_timeout=policies.CLEANUP.start_to_close,
-                schedule_to_start_timeout=policies.CLEANUP.schedule_to_start,
-                retry_policy=policies.CLEANUP.retry,
+                queue,
+                start_to_close=policies.CLEANUP.start_to_close,
+                schedule_to_start=policies.CLEANUP.schedule_to_start,
+                retry=policies.CLEANUP.retry,
                 activity_id="cleanup",
                 summary=f"item {ref.item_index}: cleanup",
             )
         except ActivityError as err:
             # The worker holding the files is gone; its janitor removes them on restart.
             workflow.logger.warning("cleanup failed for item %s: %s", ref.item_index, err)
+
+    async def _pinned(
+        self,
+        activity: str,
+        arg: BaseModel,
+        queue: str,
+        *,
+        start_to_close: timedelta,
+        schedule_to_start: timedelta | None,
+        retry: RetryPolicy,
+        activity_id: str,
+        summary: str,
+        result_type: type[Any] | None = None,
+        heartbeat: timedelta | None = None,
+        cancellation: workflow.ActivityCancellationType = (
+            workflow.ActivityCancellationType.TRY_CANCEL
+        ),
+    ) -> Any:
+        """Run an activity on the queue of the worker holding the item's files.
+
+        When no worker takes it within the schedule-to-start limit, that worker is
+        gone, or busy with other items. A ping on its presence queue, which it always
+        serves, tells which: a busy worker is waited for again; a lost one raises the
+        schedule-to-start ``ActivityError`` for the caller to place the item elsewhere.
+        """
+        while True:
+            try:
+                return await workflow.execute_activity(
+                    activity,
+                    arg,
+                    result_type=result_type,
+                    task_queue=queue,
+                    start_to_close_timeout=start_to_close,
+                    schedule_to_start_timeout=self._pinned_schedule_to_start or schedule_to_start,
+                    heartbeat_timeout=heartbeat,
+                    retry_policy=retry,
+                    cancellation_type=cancellation,
+                    activity_id=activity_id,
+                    summary=summary,
+                )
+            except ActivityError as err:
+                if not _worker_lost(err) or not await self._holder_alive(queue):
+                    raise
+                workflow.logger.info(
+                    "%s: %s is busy, not gone; waiting for it again", summary, queue
+                )
+
+    def _heartbeat_for(self, policy: StagePolicy) -> timedelta | None:
+        if policy.heartbeat_from_job:
+            return timedelta(seconds=self._heartbeat_timeout_s)
+        return policy.heartbeat
+
+    async def _holder_alive(self, queue: str) -> bool:
+        self._pings += 1
+        try:
+            await workflow.execute_activity(
+                PING_ACTIVITY,
+                task_queue=presence_task_queue(queue),
+                start_to_close_timeout=policies.PRESENCE.start_to_close,
+                schedule_to_start_timeout=policies.PRESENCE.schedule_to_start,
+                retry_policy=policies.PRESENCE.retry,
+                activity_id=f"presence.{self._pings}",
+                summary=f"is {queue} still there?",
+            )
+        except ActivityError:
+            return False
+        return True
 
     # -- status --------------------------------------------------------------------------
 

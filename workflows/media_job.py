@@ -221,6 +221,7 @@ class MediaJobWorkflow:
                         options=input.options,
                         notes=notes,
                         heartbeat_timeout_s=input.heartbeat_timeout_s,
+                        pinned_schedule_to_start_s=input.pinned_schedule_to_start_s,
                     ),
                     id=item_workflow_id(job_id, index),
                     result_type=ItemOutcome,

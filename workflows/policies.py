@@ -96,8 +96,9 @@ TRANSCRIBE = StagePolicy(
     heartbeat_from_job=True,
 )
 STORE = StagePolicy(
-    start_to_close=timedelta(minutes=2),
-    heartbeat=None,
+    start_to_close=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=30),
+    heartbeat_from_job=True,
     retry=QUICK_RETRY,
     schedule_to_start=timedelta(minutes=5),
 )
@@ -108,8 +109,22 @@ RESOLVE = StagePolicy(
     schedule_to_start=None,
 )
 CLEANUP = StagePolicy(
-    start_to_close=timedelta(minutes=1),
+    start_to_close=timedelta(seconds=20),
     heartbeat=None,
     retry=QUICK_RETRY,
     schedule_to_start=timedelta(minutes=5),
 )
+#: "Is the worker holding an item's files still there?" It answers in milliseconds when
+#: it is; one try, since no answer is the answer.
+PRESENCE = StagePolicy(
+    start_to_close=timedelta(seconds=10),
+    heartbeat=None,
+    retry=RetryPolicy(maximum_attempts=1),
+    schedule_to_start=timedelta(seconds=15),
+)
+
+#: Placements of one item: the first, plus restarts on another worker after the one
+#: holding its files was lost (a pinned stage found no worker within its
+#: schedule-to-start limit). A bound, so an item that kills every worker it lands on
+#: fails instead of taking the fleet down one by one.
+MAX_PLACEMENTS = 3

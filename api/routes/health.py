@@ -1,9 +1,10 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from api.deps import get_client
@@ -39,3 +40,14 @@ async def readyz(request: Request) -> Health | JSONResponse:
     if not healthy:
         return JSONResponse(status_code=503, content=Health(status="unavailable").model_dump())
     return Health(status="ok")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: requests by route and status, and their latency",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

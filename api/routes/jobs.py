@@ -85,6 +85,7 @@ async def submit_job(
         max_parallel_items=settings.max_parallel_items,
         max_items_per_link=settings.max_items_per_link,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        pinned_schedule_to_start_s=settings.pinned_schedule_to_start_s,
     )
     summary = links[0] if len(links) == 1 else f"{len(links)} links: {links[0]}, …"
     try:

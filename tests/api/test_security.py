@@ -103,3 +103,9 @@ async def test_errors_leak_no_traces_or_paths(settings: Settings) -> None:
 def test_keys_must_be_digests(settings: Settings) -> None:
     with pytest.raises(ValueError, match="digests"):
         create_app(settings.model_copy(update={"api_keys": ["plain-text-key"]}))
+
+
+def test_a_deployment_that_requires_keys_refuses_to_start_without_one(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="requires API keys"):
+        create_app(settings.model_copy(update={"require_api_keys": True}))
+    create_app(settings.model_copy(update={"require_api_keys": True, "api_keys": [hash_key(KEY)]}))

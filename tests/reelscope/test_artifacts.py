@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from reelscope.artifacts import ArtifactStore, cache_result_key, keyframe_key, result_key
+from reelscope.artifacts import LocalArtifactStore, cache_result_key, keyframe_key, result_key
 
 
-def age(store: ArtifactStore, key: str, seconds: float) -> None:
+def age(store: LocalArtifactStore, key: str, seconds: float) -> None:
     past = time.time() - seconds
     os.utime(store.path(key), (past, past))
 
 
 def test_sweep_deletes_what_outlived_its_retention(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path)
+    store = LocalArtifactStore(tmp_path)
     for key in (
         result_key("job-a", 0),
         keyframe_key("job-a", 0, 0),
@@ -36,4 +36,4 @@ def test_sweep_deletes_what_outlived_its_retention(tmp_path: Path) -> None:
 @pytest.mark.parametrize("key", ["../x", "results/../../x", "a//b", "", "results/.hidden"])
 def test_keys_cannot_leave_the_store(tmp_path: Path, key: str) -> None:
     with pytest.raises(ValueError):
-        ArtifactStore(tmp_path).path(key)
+        LocalArtifactStore(tmp_path).path(key)
