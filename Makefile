@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run up test lint bench clean
+.PHONY: install run up test lint bench eval clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/pipeline.py
+
+eval: install
+	$(BIN)/python -m eval.run --write docs/quality.md
 
 clean:
 	rm -rf $(VENV) .reelscope .pytest_cache .ruff_cache .mypy_cache

@@ -129,7 +129,10 @@ def build_activities(
             ),
         ).probe_media,
         SceneActivities(
-            workspaces, settings.scene_threshold, settings.min_scene_len_frames
+            workspaces,
+            settings.scene_threshold,
+            settings.min_scene_len_frames,
+            settings.scene_detector,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr).ocr_keyframes,

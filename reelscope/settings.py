@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     download_socket_timeout_s: float = 30.0
 
     # Scenes.
+    scene_detector: Literal["adaptive", "content"] = Field(
+        "adaptive", description="PySceneDetect detector; both get the transient filter."
+    )
     scene_threshold: float = Field(27.0, description="ContentDetector threshold.")
     min_scene_len_frames: int = 15
 
