@@ -125,7 +125,8 @@ class SpeechScore:
     wer_words: int = 0
     #: Words heard where nothing was said (music, noise, silence).
     invented_words: int = 0
-    #: |error| in seconds of where speech starts and ends, per speech span edge.
+    #: |error| in seconds of the first and last word heard around each speech span
+    #: against where speech is audible.
     edge_errors: list[float] = field(default_factory=list)
 
     def add(self, other: SpeechScore) -> None:
@@ -151,13 +152,13 @@ def score_speech(truth: Truth, out: SystemOut) -> SpeechScore:
         said = words_of(truth.speech_text)
         score.wer_words = len(said)
         score.wer_errors = float(jiwer.wer(" ".join(said), " ".join(heard) or "-")) * len(said)
-    for start, end, text in out.segments:
+    for start, end, word in out.words:
         middle = (start + end) / 2
         inside = any(a - SPEECH_MARGIN_S <= middle <= b + SPEECH_MARGIN_S for a, b in spans)
         if not inside:
-            score.invented_words += len(words_of(text))
+            score.invented_words += len(words_of(word))
     for onset, offset in spans:
-        mine = [s for s in out.segments if s[1] > onset - 1.0 and s[0] < offset + 1.0]
+        mine = [w for w in out.words if w[1] > onset - 1.0 and w[0] < offset + 1.0]
         if mine:
             score.edge_errors.append(abs(mine[0][0] - onset))
             score.edge_errors.append(abs(mine[-1][1] - offset))
