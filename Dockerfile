@@ -32,7 +32,8 @@ RUN pip install . \
     && pip install --no-deps --force-reinstall opencv-python-headless==4.10.0.84 \
     && python -c "from reelscope.settings import Settings; from worker import Models; Models(Settings()).preload()" \
     && useradd --system --uid 10001 --home-dir /data reelscope \
-    && mkdir -p /data && chown reelscope /data
+    && mkdir -p /data \
+    && chown -R reelscope /data /opt/reelscope
 
 USER reelscope
 VOLUME ["/data"]
