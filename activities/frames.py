@@ -21,6 +21,31 @@ from models.pipeline import (
 
 #: Where in a scene candidates are taken, as fractions of its length.
 CANDIDATE_POSITIONS = (0.35, 0.5, 0.65)
+#: A candidate at most this many seconds ahead is reached by decoding forward; a seek
+#: restarts decoding at the previous key frame, which costs more than a short skip.
+SKIP_AHEAD_S = 3.0
+
+
+class FrameReader:
+    """Reads frames by number from a capture, in increasing order where possible."""
+
+    def __init__(self, capture: cv2.VideoCapture, fps: float) -> None:
+        self.capture = capture
+        self.skip_limit = max(1, round(SKIP_AHEAD_S * fps))
+
+    def read(self, frame_no: int) -> np.ndarray | None:
+        position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
+        if not 0 <= frame_no - position <= self.skip_limit:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, frame_no)
+        else:
+            # The position can advance by more than one per grab on variable frame
+            # rate video (OpenCV counts time at the average rate), hence the check.
+            while position < frame_no:
+                if not self.capture.grab():
+                    return None
+                position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES))
+        ok, image = self.capture.read()
+        return image if ok else None
 
 
 def candidate_frames(scene: SceneSpan) -> list[int]:
@@ -67,15 +92,15 @@ class FrameActivities:
                 type=ErrorKind.CORRUPT_MEDIA,
                 non_retryable=True,
             )
+        reader = FrameReader(capture, input.fps)
         try:
             for index, scene in enumerate(input.scenes):
                 if index in finished:
                     continue
                 best: tuple[float, int, np.ndarray] | None = None
                 for frame_no in candidate_frames(scene):
-                    capture.set(cv2.CAP_PROP_POS_FRAMES, frame_no)
-                    ok, image = capture.read()
-                    if not ok:
+                    image = reader.read(frame_no)
+                    if image is None:
                         continue
                     score = sharpness(image)
                     if best is None or score > best[0]:

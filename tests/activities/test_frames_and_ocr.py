@@ -122,3 +122,24 @@ def test_unknown_engine_is_a_final_typed_error(
             OcrInput(workspace=ref, keyframes=[kf], engine="tesseract"),
         )
     assert info.value.type == "ModelUnavailable" and info.value.non_retryable
+
+
+def test_reading_forward_gives_the_frames_a_seek_gives(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, sample_spec: SampleSpec
+) -> None:
+    import cv2
+    import numpy as np
+
+    from activities.frames import FrameReader
+
+    path = str(workspaces.file(ref, sample_in_workspace))
+    wanted = [5, 20, 21, 80, 150, 139, 400]  # ahead, next, far ahead (seek), backwards
+    forward = FrameReader(cv2.VideoCapture(path), sample_spec.fps)
+    for frame_no in wanted:
+        seeking = cv2.VideoCapture(path)
+        seeking.set(cv2.CAP_PROP_POS_FRAMES, frame_no)
+        ok, expected = seeking.read()
+        got = forward.read(frame_no)
+        assert ok and got is not None
+        assert np.array_equal(got, expected), frame_no
+    assert forward.read(sample_spec.total_frames + 50) is None
