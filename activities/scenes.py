@@ -35,6 +35,10 @@ SETTLE_SECONDS = 0.12
 RETURN_SCORE = 15.0
 
 
+def _hsv(bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+
+
 def hsv_change(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two HSV frames over their three channels."""
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
@@ -57,8 +61,9 @@ class TransientFilter(SceneDetector):
 
     def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
         number = timecode.frame_num
-        hsv = cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV)
-        self.recent.append((number, hsv))
+        # Frames are kept as they come (already downscaled); only the two frames of a
+        # candidate cut are converted, so the filter costs nothing between cuts.
+        self.recent.append((number, frame_img))
         for cut in self.inner.process_frame(timecode, frame_img):
             before = next((img for n, img in self.recent if n == cut.frame_num - 1), None)
             self.pending.append((cut.frame_num, before))
@@ -66,7 +71,7 @@ class TransientFilter(SceneDetector):
         for cut, before in self.pending:
             if number < cut + self.settle:
                 waiting.append((cut, before))
-            elif before is not None and hsv_change(before, hsv) <= RETURN_SCORE:
+            elif before is not None and hsv_change(_hsv(before), _hsv(frame_img)) <= RETURN_SCORE:
                 self.dropped += 1
             else:
                 self.cuts.append(cut)

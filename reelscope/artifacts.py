@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from reelscope.settings import Settings
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
