@@ -15,7 +15,7 @@ import tarfile
 import urllib.request
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,6 @@ class Truth:
     speech_spans_s: list[tuple[float, float]]
     duration_s: float
     traps_only: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def truth_of(spec: ClipSpec) -> Truth:
