@@ -43,11 +43,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
 from activities.frames import FrameActivities
-from activities.ocr import OcrActivities, _bundled_onnx, prepare_paddle_model_dir
+from activities.ocr import OcrActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, bundled_whisper_path
 from activities.workspace import Workspaces
 from bench.local_stack import LocalStack
+from eval.systems import default_paddleocr
 from models.pipeline import (
     DetectScenesInput,
     ExtractKeyframesInput,
@@ -131,25 +132,8 @@ class Naive:
 
     def __init__(self, work: Path) -> None:
         from faster_whisper import WhisperModel
-        from paddleocr import PaddleOCR
 
-        models_dir = work / "naive-models"
-        det = prepare_paddle_model_dir(
-            "PP-OCRv6_small_det", _bundled_onnx("PP-OCRv6_det_small.onnx"), models_dir / "det"
-        )
-        rec = prepare_paddle_model_dir(
-            "PP-OCRv6_small_rec", _bundled_onnx("PP-OCRv6_rec_small.onnx"), models_dir / "rec"
-        )
-        self.ocr = PaddleOCR(
-            engine="onnxruntime",
-            text_detection_model_name="PP-OCRv6_small_det",
-            text_detection_model_dir=str(det),
-            text_recognition_model_name="PP-OCRv6_small_rec",
-            text_recognition_model_dir=str(rec),
-            use_doc_orientation_classify=False,
-            use_doc_unwarping=False,
-            use_textline_orientation=False,
-        )
+        self.ocr = default_paddleocr(work / "naive-models")
         self.whisper = WhisperModel(str(bundled_whisper_path()), device="cpu", compute_type="int8")
         self.work = work
 

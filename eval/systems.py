@@ -123,36 +123,42 @@ class Reelscope:
         )
 
 
+def default_paddleocr(models: Path):  # -> paddleocr.PaddleOCR
+    """PaddleOCR with its defaults, except what cannot load offline: its default models
+    and the document-orientation, unwarping and line-orientation models come from a
+    hub. The bundled PP-OCRv6 small models stand in for the default ones. Side effect:
+    prepares their model folders under ``models``."""
+    from paddleocr import PaddleOCR
+
+    from activities.ocr import _bundled_onnx, prepare_paddle_model_dir
+
+    det = prepare_paddle_model_dir(
+        "PP-OCRv6_small_det", _bundled_onnx("PP-OCRv6_det_small.onnx"), models / "det"
+    )
+    rec = prepare_paddle_model_dir(
+        "PP-OCRv6_small_rec", _bundled_onnx("PP-OCRv6_rec_small.onnx"), models / "rec"
+    )
+    return PaddleOCR(
+        engine="onnxruntime",
+        text_detection_model_name="PP-OCRv6_small_det",
+        text_detection_model_dir=str(det),
+        text_recognition_model_name="PP-OCRv6_small_rec",
+        text_recognition_model_dir=str(rec),
+        use_doc_orientation_classify=False,
+        use_doc_unwarping=False,
+        use_textline_orientation=False,
+    )
+
+
 class Standalone:
     name = "standalone defaults"
 
     def __init__(self, work: Path) -> None:
         from faster_whisper import WhisperModel
-        from paddleocr import PaddleOCR
 
-        from activities.ocr import _bundled_onnx, prepare_paddle_model_dir
         from activities.transcribe import bundled_whisper_path
 
-        models = work / "standalone-models"
-        det = prepare_paddle_model_dir(
-            "PP-OCRv6_small_det", _bundled_onnx("PP-OCRv6_det_small.onnx"), models / "det"
-        )
-        rec = prepare_paddle_model_dir(
-            "PP-OCRv6_small_rec", _bundled_onnx("PP-OCRv6_rec_small.onnx"), models / "rec"
-        )
-        # PaddleOCR's defaults, except what cannot load offline: its default models and
-        # the document-orientation, unwarping and line-orientation models come from a
-        # hub. The bundled PP-OCRv6 small models stand in for the default ones.
-        self.ocr = PaddleOCR(
-            engine="onnxruntime",
-            text_detection_model_name="PP-OCRv6_small_det",
-            text_detection_model_dir=str(det),
-            text_recognition_model_name="PP-OCRv6_small_rec",
-            text_recognition_model_dir=str(rec),
-            use_doc_orientation_classify=False,
-            use_doc_unwarping=False,
-            use_textline_orientation=False,
-        )
+        self.ocr = default_paddleocr(work / "standalone-models")
         self.whisper = WhisperModel(str(bundled_whisper_path()), device="cpu", compute_type="int8")
 
     def run(self, media: Path) -> SystemOut:

@@ -205,28 +205,24 @@ class S3ArtifactStore:
             raise
         return True
 
-    def read_bytes(self, key: str) -> bytes | None:
+    def _fetch(self, operation: str, key: str) -> Any | None:
+        """``get_object`` or ``head_object`` of ``key``; None when it does not exist."""
         try:
-            response = self._s3.get_object(Bucket=self.bucket, Key=self._name(key))
+            return getattr(self._s3, operation)(Bucket=self.bucket, Key=self._name(key))
         except ValueError:
             return None
         except self._s3.exceptions.ClientError as err:
             if _missing(err):
                 return None
             raise
-        data: bytes = response["Body"].read()
-        return data
+
+    def read_bytes(self, key: str) -> bytes | None:
+        response = self._fetch("get_object", key)
+        return None if response is None else bytes(response["Body"].read())
 
     def age_s(self, key: str) -> float | None:
-        try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=self._name(key))
-        except ValueError:
-            return None
-        except self._s3.exceptions.ClientError as err:
-            if _missing(err):
-                return None
-            raise
-        return time.time() - head["LastModified"].timestamp()
+        head = self._fetch("head_object", key)
+        return None if head is None else time.time() - head["LastModified"].timestamp()
 
     def sweep(self, retention_s: float, cache_ttl_s: float) -> int:
         removed = 0
