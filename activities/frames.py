@@ -16,7 +16,6 @@ from models.pipeline import (
     ExtractKeyframesInput,
     ExtractKeyframesResult,
     KeyframeFile,
-    SceneSpan,
 )
 
 #: Where in a scene candidates are taken, as fractions of its length.
@@ -48,16 +47,19 @@ class FrameReader:
         return image if ok else None
 
 
-def candidate_frames(scene: SceneSpan) -> list[int]:
-    length = scene.end_frame - scene.start_frame
-    frames = {scene.start_frame + int(length * p) for p in CANDIDATE_POSITIONS}
-    return sorted(f for f in frames if scene.start_frame <= f < scene.end_frame)
+def candidate_frames(start_frame: int, end_frame: int) -> list[int]:
+    """The frames of scene [start_frame, end_frame) that are key-frame candidates."""
+    length = end_frame - start_frame
+    frames = {start_frame + int(length * p) for p in CANDIDATE_POSITIONS}
+    return sorted(f for f in frames if start_frame <= f < end_frame)
 
 
 def sharpness(image: np.ndarray) -> float:
     """Variance of the Laplacian: higher for crisp frames, lower for blur and fades."""
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    # 16-bit holds a 3x3 Laplacian of 8-bit pixels exactly, and is far cheaper than float.
+    _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
+    return float(std[0, 0]) ** 2
 
 
 class FrameActivities:
@@ -98,7 +100,7 @@ class FrameActivities:
                 if index in finished:
                     continue
                 best: tuple[float, int, np.ndarray] | None = None
-                for frame_no in candidate_frames(scene):
+                for frame_no in candidate_frames(scene.start_frame, scene.end_frame):
                     image = reader.read(frame_no)
                     if image is None:
                         continue

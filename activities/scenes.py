@@ -5,26 +5,43 @@ the average change of its neighbours), which keeps cuts between similar-looking 
 that a fixed ContentDetector threshold misses, and ignores camera motion. A transient
 filter then drops "cuts" where the picture comes back a few frames later: flashes and
 one-frame glitches. See docs/quality.md for the numbers behind these choices.
+
+Asked for key frames, the same decode also picks each scene's key frame: full-size
+frames of the scene still open are kept at even spacing, and when a cut closes the scene
+the sharpest of those nearest its candidate positions is written. That saves the second
+decode of the whole video that ``extract_keyframes`` costs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
+from pathlib import Path
 
 import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, SceneManager, open_video
-from scenedetect.backends.opencv import VideoOpenFailure
+from scenedetect.backends.opencv import VideoOpenFailure, VideoStreamCv2
 from scenedetect.detector import SceneDetector
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.frames import candidate_frames, sharpness
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
-from models.jobs import Stage
-from models.pipeline import ActivityProgress, DetectScenesInput, DetectScenesResult, SceneSpan
+from models.jobs import KeyFrame, Stage
+from models.pipeline import (
+    ActivityProgress,
+    DetectScenesInput,
+    DetectScenesResult,
+    KeyframeFile,
+    SceneSpan,
+)
 
 #: Seconds of video between heartbeats.
 CHUNK_SECONDS = 10.0
@@ -33,6 +50,13 @@ SETTLE_SECONDS = 0.12
 #: At most this much change (the detectors' HSV score, 0-255) between the frame before
 #: a cut and the one after it settles means the picture came back: not a cut.
 RETURN_SCORE = 15.0
+#: Full-size frames of the open scene are first kept this many seconds apart ...
+SAMPLE_SECONDS = 0.125
+#: ... and the spacing doubles whenever more than this many bytes of them would be held.
+SAMPLE_BUDGET_BYTES = 96 * 2**20
+#: Full-size frames the decode thread may hold ahead of the detectors (PySceneDetect's
+#: queue holds 4).
+TAP_AHEAD_FRAMES = 8
 
 
 def _hsv(bgr: np.ndarray) -> np.ndarray:
@@ -91,6 +115,119 @@ class TransientFilter(SceneDetector):
         return self.inner.get_metrics()
 
 
+class TappedStream(VideoStreamCv2):
+    """An OpenCV stream that keeps each full-size frame its reader (PySceneDetect's decode
+    thread) decodes, by frame number, until ``take`` collects it on the detector thread.
+    PySceneDetect only passes a downscaled copy on."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._full: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def read(self, decode: bool = True) -> np.ndarray | bool:
+        frame = super().read(decode)
+        if isinstance(frame, np.ndarray):
+            number = self.position.frame_num
+            with self._lock:
+                self._full[number] = frame
+                while len(self._full) > TAP_AHEAD_FRAMES:
+                    del self._full[next(iter(self._full))]
+        return frame
+
+    def take(self, number: int) -> np.ndarray | None:
+        """The full-size frame ``number``; frames before it are dropped."""
+        with self._lock:
+            for older in [n for n in self._full if n < number]:
+                del self._full[older]
+            return self._full.pop(number, None)
+
+
+@dataclass(frozen=True)
+class PickedKeyframe:
+    """A scene's key frame, written during the pass; heartbeated for a retry."""
+
+    scene_start: int
+    frame: int
+    image_file: str
+
+
+class KeyframeCollector:
+    """Picks each scene's key frame from evenly spaced full-size frames of the scene.
+
+    ``offer`` every frame in order; ``close(cut)`` when a cut is confirmed. Samples start
+    ``SAMPLE_SECONDS`` apart and thin out (every other one dropped, spacing doubled)
+    whenever the scene gets long, so memory stays under ``SAMPLE_BUDGET_BYTES`` whatever
+    its length. The pick is the sharpest of the samples nearest the candidate positions
+    ``extract_keyframes`` uses (35, 50 and 65 % into the scene)."""
+
+    def __init__(self, fps: float, open_start: int, save: Callable[[int, np.ndarray], str]) -> None:
+        self.base_stride = max(1, round(SAMPLE_SECONDS * fps))
+        self.stride = self.base_stride
+        self.capacity = 0
+        self.open_start = open_start
+        self.next_at = open_start
+        self.samples: list[tuple[int, np.ndarray]] = []
+        self.picked: list[PickedKeyframe] = []
+        self._save = save
+
+    def offer(self, number: int, image: np.ndarray) -> None:
+        if number < self.next_at:
+            return
+        if not self.capacity:
+            self.capacity = max(4, SAMPLE_BUDGET_BYTES // max(image.nbytes, 1))
+        self.samples.append((number, image))
+        if len(self.samples) > self.capacity:
+            self.samples = self.samples[::2]
+            self.stride *= 2
+        self.next_at = self.samples[-1][0] + self.stride
+
+    def close(self, end: int) -> None:
+        """The open scene ends before frame ``end``; the next one starts there."""
+        if end <= self.open_start:
+            return
+        start, self.open_start = self.open_start, end
+        inside = [s for s in self.samples if start <= s[0] < end]
+        self.samples = [s for s in self.samples if s[0] >= end]
+        self.stride = self.base_stride
+        self.next_at = self.samples[-1][0] + self.stride if self.samples else end
+        if not inside:
+            return
+        nearest: dict[int, np.ndarray] = {}
+        for target in candidate_frames(start, end):
+            number, image = min(inside, key=lambda s: abs(s[0] - target))
+            nearest[number] = image
+        # The earliest wins a tie, as in extract_keyframes.
+        frame = max(sorted(nearest), key=lambda n: sharpness(nearest[n]))
+        self.picked.append(PickedKeyframe(start, frame, self._save(start, nearest[frame])))
+
+
+class KeyframeTap(SceneDetector):
+    """Runs after the ``TransientFilter`` on every frame: closes the scene a newly
+    confirmed cut ends, then offers the frame's full-size image to the collector."""
+
+    def __init__(
+        self, stream: TappedStream, cuts: TransientFilter, collector: KeyframeCollector
+    ) -> None:
+        super().__init__()
+        self.stream = stream
+        self.filter = cuts
+        self.collector = collector
+        self.closed = 0
+
+    def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
+        self.close_confirmed()
+        image = self.stream.take(timecode.frame_num)
+        if image is not None:
+            self.collector.offer(timecode.frame_num, image)
+        return []
+
+    def close_confirmed(self) -> None:
+        for cut in self.filter.cuts[self.closed :]:
+            self.collector.close(cut)
+        self.closed = len(self.filter.cuts)
+
+
 def make_detector(kind: str, threshold: float, min_scene_len: int) -> SceneDetector:
     if kind == "content":
         return ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
@@ -132,11 +269,17 @@ class SceneActivities:
             return self._detect_scenes(input)
 
     def _detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
-        """Hard cuts (see the module) with auto-downscale. A retry seeks to the frame
-        the last attempt heartbeated and keeps the cuts found before it."""
+        """Hard cuts (see the module) with auto-downscale and, if asked, each scene's key
+        frame, written as ``keyframes/at-NNNNNNN.jpg`` (the scene's first frame) in the
+        workspace. A retry seeks to the frame the last attempt heartbeated and keeps the
+        cuts and key frames found before it."""
         path = self._workspaces.file(input.workspace, input.media_file)
         try:
-            video = open_video(str(path), backend="opencv")
+            video = (
+                TappedStream(str(path))
+                if input.keyframes
+                else open_video(str(path), backend="opencv")
+            )
         except (VideoOpenFailure, OSError) as exc:
             raise ApplicationError(
                 f"scenes: the video cannot be opened for decoding ({exc})",
@@ -147,9 +290,15 @@ class SceneActivities:
         total = video.duration.frame_num if video.duration is not None else None
         min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []
+        picked: list[PickedKeyframe] = []
         previous = resumed(Stage.SCENES)
         if previous and previous.done > 0:
             cuts = [int(c) for c in previous.resume.get("cuts", [])]
+            picked = [
+                PickedKeyframe(**raw)
+                for raw in previous.resume.get("keyframes", [])
+                if self._workspaces.file(input.workspace, raw["image_file"]).is_file()
+            ]
             # Start before the heartbeated frame: the detector needs the frame before a
             # cut, and ignores cuts within min_scene_len of where it starts. Cuts found
             # again in the overlap are merged below.
@@ -163,15 +312,30 @@ class SceneActivities:
             settle_frames=max(2, round(SETTLE_SECONDS * fps)),
         )
         manager.add_detector(detector)
+        tap: KeyframeTap | None = None
+        if isinstance(video, TappedStream):
+            out_dir = self._workspaces.file(input.workspace, "keyframes")
+            out_dir.mkdir(exist_ok=True)
+            # The scene open at the resume point lost its samples with the last attempt:
+            # its key frame comes from the part decoded from here on.
+            collector = KeyframeCollector(fps, max(cuts, default=0), partial(self._save, out_dir))
+            tap = KeyframeTap(video, detector, collector)
+            manager.add_detector(tap)
 
         def cuts_so_far() -> list[int]:
             return sorted(set(cuts + detector.cuts))
+
+        def picked_so_far() -> list[PickedKeyframe]:
+            return picked + (tap.collector.picked if tap else [])
 
         chunk = max(1, round(CHUNK_SECONDS * fps))
         while True:
             processed = manager.detect_scenes(video=video, duration=chunk)
             position = video.frame_number
             found = cuts_so_far()
+            resume: dict[str, object] = {"cuts": found}
+            if tap:
+                resume["keyframes"] = [vars(kf) for kf in picked_so_far()]
             report(
                 ActivityProgress(
                     stage=Stage.SCENES,
@@ -179,7 +343,7 @@ class SceneActivities:
                     done=position,
                     total=total,
                     unit="frames",
-                    resume={"cuts": found},
+                    resume=resume,
                 )
             )
             if processed < chunk:
@@ -195,13 +359,38 @@ class SceneActivities:
                 non_retryable=True,
             )
         scenes = spans_from_cuts(all_cuts, end_frame, fps)
+        keyframes: list[KeyframeFile] | None = None
+        if tap:
+            tap.close_confirmed()
+            tap.collector.close(end_frame)
+            by_start = {kf.scene_start: kf for kf in picked_so_far()}
+            keyframes = [
+                KeyframeFile(
+                    scene_index=index,
+                    keyframe=KeyFrame(time_s=round(kf.frame / fps, 3), frame=kf.frame),
+                    image_file=kf.image_file,
+                )
+                for index, scene in enumerate(scenes)
+                if (kf := by_start.get(scene.start_frame)) is not None
+            ]
         log().info(
             "scenes.detected",
             count=len(scenes),
             frames=end_frame,
             fps=fps,
             transients_dropped=detector.dropped,
+            keyframes=None if keyframes is None else len(keyframes),
         )
         return DetectScenesResult(
-            fps=fps, scenes=scenes, decoded_frames=end_frame, expected_frames=total
+            fps=fps,
+            scenes=scenes,
+            decoded_frames=end_frame,
+            expected_frames=total,
+            keyframes=keyframes,
         )
+
+    def _save(self, out_dir: Path, scene_start: int, image: np.ndarray) -> str:
+        """Writes a key frame JPEG; returns its name inside the workspace."""
+        name = f"at-{scene_start:07d}.jpg"
+        cv2.imwrite(str(out_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        return f"keyframes/{name}"

@@ -42,7 +42,6 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
-from activities.frames import FrameActivities
 from activities.ocr import OcrActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, bundled_whisper_path
@@ -51,7 +50,6 @@ from bench.local_stack import LocalStack
 from eval.systems import default_paddleocr
 from models.pipeline import (
     DetectScenesInput,
-    ExtractKeyframesInput,
     OcrInput,
     TranscribeInput,
     WorkspaceRef,
@@ -105,17 +103,11 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         SceneActivities(
             workspaces, settings.scene_threshold, settings.min_scene_len_frames
         ).detect_scenes,
-        DetectScenesInput(workspace=ref, media_file="media.mp4"),
-    )
-    keyframes = env.run(
-        FrameActivities(workspaces).extract_keyframes,
-        ExtractKeyframesInput(
-            workspace=ref, media_file="media.mp4", fps=scenes.fps, scenes=scenes.scenes
-        ),
+        DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
     )
     env.run(
         OcrActivities(workspaces, models.ocr).ocr_keyframes,
-        OcrInput(workspace=ref, keyframes=keyframes.keyframes),
+        OcrInput(workspace=ref, keyframes=scenes.keyframes or []),
     )
     vision = time.perf_counter() - started
     shutil.rmtree(work / "floor-ws")

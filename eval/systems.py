@@ -57,14 +57,12 @@ class Reelscope:
         self.work = work
 
     def run(self, media: Path) -> SystemOut:
-        from activities.frames import FrameActivities
         from activities.ocr import OcrActivities
         from activities.scenes import SceneActivities
         from activities.transcribe import TranscribeActivities
         from activities.workspace import Workspaces
         from models.pipeline import (
             DetectScenesInput,
-            ExtractKeyframesInput,
             OcrInput,
             TranscribeInput,
             WorkspaceRef,
@@ -83,17 +81,12 @@ class Reelscope:
                 SceneActivities(
                     workspaces, s.scene_threshold, s.min_scene_len_frames
                 ).detect_scenes,
-                DetectScenesInput(workspace=ref, media_file=name),
+                DetectScenesInput(workspace=ref, media_file=name, keyframes=True),
             )
-            keyframes = env.run(
-                FrameActivities(workspaces).extract_keyframes,
-                ExtractKeyframesInput(
-                    workspace=ref, media_file=name, fps=scenes.fps, scenes=scenes.scenes
-                ),
-            )
+            keyframes = scenes.keyframes or []
             ocr = env.run(
                 OcrActivities(workspaces, self.models.ocr).ocr_keyframes,
-                OcrInput(workspace=ref, keyframes=keyframes.keyframes),
+                OcrInput(workspace=ref, keyframes=keyframes),
             )
             speech = env.run(
                 TranscribeActivities(
@@ -105,7 +98,7 @@ class Reelscope:
             shutil.rmtree(folder, ignore_errors=True)
         seconds = time.perf_counter() - started
         out = [SceneOut(span.start_s, span.end_s) for span in scenes.scenes]
-        times = {kf.scene_index: kf.keyframe.time_s for kf in keyframes.keyframes}
+        times = {kf.scene_index: kf.keyframe.time_s for kf in keyframes}
         lines = {frame.scene_index: [line.text for line in frame.lines] for frame in ocr.frames}
         for index, scene in enumerate(out):
             if index in times:

@@ -153,6 +153,11 @@ class DetectScenesInput(BaseModel):
     media_file: str
     threshold: float | None = Field(None, description="None: the worker's setting.")
     min_scene_len_frames: int | None = Field(None, description="None: the worker's setting.")
+    keyframes: bool = Field(
+        False,
+        description="Also pick and write each scene's key frame in the same decode "
+        "(``extract_keyframes`` then has nothing left to do).",
+    )
 
 
 class SceneSpan(BaseModel):
@@ -162,11 +167,20 @@ class SceneSpan(BaseModel):
     end_s: float
 
 
+class KeyframeFile(BaseModel):
+    scene_index: int
+    keyframe: KeyFrame
+    image_file: str = Field(description="JPEG file name inside the workspace.")
+
+
 class DetectScenesResult(BaseModel):
     fps: float
     scenes: list[SceneSpan]
     decoded_frames: int = 0
     expected_frames: int | None = Field(None, description="What the container claims.")
+    keyframes: list[KeyframeFile] | None = Field(
+        None, description="Set when the input asked for key frames; None otherwise."
+    )
 
 
 class ExtractKeyframesInput(BaseModel):
@@ -174,12 +188,6 @@ class ExtractKeyframesInput(BaseModel):
     media_file: str
     fps: float
     scenes: list[SceneSpan]
-
-
-class KeyframeFile(BaseModel):
-    scene_index: int
-    keyframe: KeyFrame
-    image_file: str = Field(description="JPEG file name inside the workspace.")
 
 
 class ExtractKeyframesResult(BaseModel):

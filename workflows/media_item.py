@@ -80,6 +80,9 @@ R = TypeVar("R", bound=BaseModel)
 #: of its own, so a worker whose host queue is busy still answers.
 PING_ACTIVITY = "ping_host"
 
+#: Patch id: from here on, the scene pass also writes the key frames (one decode).
+KEYFRAMES_IN_SCENE_PASS = "keyframes-in-scene-pass"
+
 
 def presence_task_queue(host_task_queue: str) -> str:
     return f"{host_task_queue}-presence"
@@ -361,12 +364,17 @@ class MediaItemWorkflow:
                     else "the media has no video stream: no scenes, key frames or OCR"
                 )
                 return []
+            # Items started before key frames came out of the scene pass replay the
+            # separate extract_keyframes stage.
+            one_pass = workflow.patched(KEYFRAMES_IN_SCENE_PASS)
             scenes = await self._stage(
                 ref,
                 queue,
                 Stage.SCENES,
                 "detect_scenes",
-                DetectScenesInput(workspace=ref, media_file=download.media_file),
+                DetectScenesInput(
+                    workspace=ref, media_file=download.media_file, keyframes=one_pass
+                ),
                 DetectScenesResult,
                 policies.SCENES,
                 duration,
@@ -378,21 +386,26 @@ class MediaItemWorkflow:
                     f"({scenes.decoded_frames / scenes.fps:.1f} s of {expected / scenes.fps:.1f} s)"
                     " decode; scenes, key frames, text and speech cover that part only"
                 )
-            keyframes = await self._stage(
-                ref,
-                queue,
-                Stage.KEYFRAMES,
-                "extract_keyframes",
-                ExtractKeyframesInput(
-                    workspace=ref,
-                    media_file=download.media_file,
-                    fps=scenes.fps,
-                    scenes=scenes.scenes,
-                ),
-                ExtractKeyframesResult,
-                policies.KEYFRAMES,
-                duration,
-            )
+            if scenes.keyframes is not None:
+                keyframes = ExtractKeyframesResult(keyframes=scenes.keyframes)
+                self._mark(Stage.KEYFRAMES, ItemState.SUCCEEDED)
+            else:
+                # An older worker ignored the request for key frames.
+                keyframes = await self._stage(
+                    ref,
+                    queue,
+                    Stage.KEYFRAMES,
+                    "extract_keyframes",
+                    ExtractKeyframesInput(
+                        workspace=ref,
+                        media_file=download.media_file,
+                        fps=scenes.fps,
+                        scenes=scenes.scenes,
+                    ),
+                    ExtractKeyframesResult,
+                    policies.KEYFRAMES,
+                    duration,
+                )
             texts: dict[int, list[Any]] = {}
             if stages.ocr and keyframes.keyframes:
                 ocr = await self._stage(

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from activities.scenes import SceneActivities, spans_from_cuts
+import cv2
+import numpy as np
+
+from activities.scenes import KeyframeCollector, SceneActivities, spans_from_cuts
 from activities.workspace import Workspaces
 from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, WorkspaceRef
@@ -53,3 +56,89 @@ def test_detect_scenes_resumes_from_the_last_heartbeat(
     assert all(abs(a - b) <= 1 for a, b in zip(cuts[2:], sample_spec.cut_frames[1:], strict=True))
     assert cuts[2] == 240, cuts
     assert env.heartbeats[0].done > 240
+
+
+def test_the_scene_pass_writes_one_keyframe_per_scene_from_that_scene(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, sample_spec: SampleSpec
+) -> None:
+    env = RecordingEnvironment()
+    result = env.run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=sample_in_workspace, keyframes=True),
+    )
+    assert result.keyframes is not None
+    assert [kf.scene_index for kf in result.keyframes] == list(range(len(result.scenes)))
+    for kf, scene, shot in zip(result.keyframes, result.scenes, sample_spec.shots, strict=True):
+        length = scene.end_frame - scene.start_frame
+        # Near the candidate positions (35-65 % in), within the first sample spacing.
+        assert (
+            scene.start_frame + 0.3 * length
+            <= kf.keyframe.frame
+            <= (scene.start_frame + 0.7 * length)
+        )
+        assert kf.keyframe.time_s == round(kf.keyframe.frame / result.fps, 3)
+        image = cv2.imread(str(workspaces.file(ref, kf.image_file)))
+        assert image.shape[:2] == (sample_spec.height, sample_spec.width)
+        # The picture is that scene's (the shots are flat colours, RGB in the spec).
+        median_rgb = np.median(image.reshape(-1, 3), axis=0)[::-1]
+        assert np.abs(median_rgb - np.asarray(shot.color)).max() < 40, (kf, median_rgb)
+    assert env.heartbeats[-1].resume["keyframes"][0]["image_file"] == result.keyframes[0].image_file
+
+
+def test_the_scene_pass_keeps_the_keyframes_of_an_earlier_attempt(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, sample_spec: SampleSpec
+) -> None:
+    """The earlier attempt wrote scene 0's key frame (a file this test makes, unlike
+    anything the video holds) and heartbeated at frame 240; the retry keeps that file and
+    picks the later scenes' key frames itself."""
+    earlier = workspaces.file(ref, "keyframes")
+    earlier.mkdir()
+    cv2.imwrite(str(earlier / "earlier.jpg"), np.zeros((8, 8, 3), np.uint8))
+    first = {"scene_start": 0, "frame": 50, "image_file": "keyframes/earlier.jpg"}
+    previous = ActivityProgress(
+        stage=Stage.SCENES,
+        done=240,
+        total=480,
+        unit="frames",
+        resume={"cuts": [120], "keyframes": [first]},
+    )
+    env = RecordingEnvironment(resume_from=previous)
+    result = env.run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=sample_in_workspace, keyframes=True),
+    )
+    assert result.keyframes is not None
+    assert result.keyframes[0].image_file == "keyframes/earlier.jpg"
+    assert result.keyframes[0].keyframe.frame == 50
+    # Scene 1 was open at the resume point: its key frame comes from what was decoded
+    # after it. Scenes 2 and 3 are whole.
+    assert [kf.scene_index for kf in result.keyframes] == [0, 1, 2, 3]
+    for kf, scene in zip(result.keyframes[1:], result.scenes[1:], strict=True):
+        assert scene.start_frame <= kf.keyframe.frame < scene.end_frame
+        assert workspaces.file(ref, kf.image_file).is_file()
+
+
+def test_keyframe_samples_thin_out_in_a_long_scene_and_the_sharpest_wins() -> None:
+    saved: dict[int, np.ndarray] = {}
+
+    def save(start: int, image: np.ndarray) -> str:
+        saved[start] = image
+        return f"keyframes/at-{start}.jpg"
+
+    rng = np.random.default_rng(7)
+    sharp = rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    blurred = cv2.GaussianBlur(sharp, (9, 9), 5)
+    collector = KeyframeCollector(fps=30.0, open_start=0, save=save)
+    collector.capacity = 8  # as if each frame were an eighth of the memory budget
+    for number in range(3000):  # 100 s in one scene
+        collector.offer(number, sharp if number == 1536 else blurred)
+        assert len(collector.samples) <= 8
+    collector.close(3000)
+    assert collector.stride == collector.base_stride == 4
+    (picked,) = collector.picked
+    # 50 % in is frame 1500; the samples are 512 frames apart by then (0, 512, 1024,
+    # 1536, ...), so 1536 is the nearest sample, and the sharp one.
+    assert picked.frame == 1536 and saved[0] is sharp
+    # The next scene starts sampling at its first frame again.
+    collector.offer(3001, blurred)
+    assert collector.samples[0][0] == 3001
