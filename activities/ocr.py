@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,35 @@ class OcrEngines:
             return self._engines[name]
 
 
+#: Key frames are compared on a grey thumbnail this wide ...
+THUMB_WIDTH = 160
+#: ... in blocks of this many thumbnail pixels (each 1/20 of the width) ...
+BLOCK = 8
+#: ... and two frames are the same picture when no block's mean difference (0-255)
+#: exceeds this. A changed line of text changes its blocks by far more, so frames only
+#: match when their text would read the same.
+SAME_PICTURE_DIFF = 4.0
+#: How many earlier distinct frames a key frame is compared with.
+REMEMBERED_FRAMES = 64
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    height = max(BLOCK, round(gray.shape[0] * THUMB_WIDTH / gray.shape[1] / BLOCK) * BLOCK)
+    return cv2.resize(gray, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA)
+
+
+def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two thumbnails show the same picture, text included (see above)."""
+    if a.shape != b.shape:
+        return False
+    diff = cv2.absdiff(a, b)
+    blocks = cv2.resize(
+        diff, (a.shape[1] // BLOCK, a.shape[0] // BLOCK), interpolation=cv2.INTER_AREA
+    )
+    return float(blocks.max()) <= SAME_PICTURE_DIFF
+
+
 class OcrActivities:
     def __init__(self, workspaces: Workspaces, engines: OcrEngines) -> None:
         self._workspaces = workspaces
@@ -209,6 +239,10 @@ class OcrActivities:
             frames = [FrameText.model_validate(f) for f in previous.resume.get("frames", [])]
             log().info("ocr.resumed", frames_done=len(frames))
         done = {f.scene_index for f in frames}
+        # Scenes that show the same picture (a presenter's slide after a cutaway, a
+        # title card shown twice) are read once.
+        seen: deque[tuple[np.ndarray, list[RecognizedLine]]] = deque(maxlen=REMEMBERED_FRAMES)
+        reused = 0
         for position, keyframe in enumerate(input.keyframes):
             if keyframe.scene_index in done:
                 continue
@@ -218,6 +252,13 @@ class OcrActivities:
                     f"ocr: key frame {keyframe.image_file} is missing or unreadable",
                     type=ErrorKind.INTERNAL,
                 )
+            thumb = thumbnail(image)
+            read = next((lines for other, lines in seen if same_picture(thumb, other)), None)
+            if read is None:
+                read = engine.read(image)
+                seen.append((thumb, read))
+            else:
+                reused += 1
             lines = [
                 TextLine(
                     text=line.text,
@@ -225,7 +266,7 @@ class OcrActivities:
                     box=[[round(x, 1), round(y, 1)] for x, y in line.box],
                     time_s=keyframe.keyframe.time_s,
                 )
-                for line in engine.read(image)
+                for line in read
             ]
             frames.append(FrameText(scene_index=keyframe.scene_index, lines=lines))
             report(
@@ -243,6 +284,7 @@ class OcrActivities:
             "ocr.done",
             engine=engine.name,
             frames=len(frames),
+            read_once_for_an_earlier_scene=reused,
             lines=sum(len(f.lines) for f in frames),
         )
         return OcrResult(engine=engine.name, frames=frames)

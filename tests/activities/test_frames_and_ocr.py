@@ -3,11 +3,13 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
+import cv2
+import numpy as np
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.frames import FrameActivities
-from activities.ocr import OcrActivities
+from activities.ocr import OcrActivities, OcrEngine, OcrEngines, RecognizedLine
 from activities.workspace import Workspaces
 from models.jobs import KeyFrame, Stage
 from models.pipeline import (
@@ -143,3 +145,70 @@ def test_reading_forward_gives_the_frames_a_seek_gives(
         assert ok and got is not None
         assert np.array_equal(got, expected), frame_no
     assert forward.read(sample_spec.total_frames + 50) is None
+
+
+class CountingEngines(OcrEngines):
+    """The real engines, counting the images they are given."""
+
+    def __init__(self, real: OcrEngines) -> None:
+        self.real = real
+        self.default = real.default
+        self.reads = 0
+
+    def get(self, name: str | None) -> OcrEngine:
+        engine = self.real.get(name)
+        outer = self
+
+        class Counted(OcrEngine):
+            name = engine.name
+
+            def read(self, image: np.ndarray) -> list[RecognizedLine]:
+                outer.reads += 1
+                return engine.read(image)
+
+        return Counted()
+
+
+def test_a_picture_shown_again_is_read_once_and_a_changed_caption_is_read(
+    keyframes: list[KeyframeFile],
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    models: Models,
+) -> None:
+    """Scenes 4 and 5 show scene 3's picture again (re-encoded, as a later shot of the
+    same slide would be); scene 6 shows it with one word of the caption changed."""
+    slide = cv2.imread(str(workspaces.file(ref, keyframes[3].image_file)))
+    again = [slide, cv2.imdecode(cv2.imencode(".jpg", slide, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], 1)]
+    changed = slide.copy()
+    height, width = changed.shape[:2]
+    # Black out "42" at the caption's right end (white on a black box) and write "77".
+    x0, x1 = int(width * 0.725), int(width * 0.835)
+    changed[int(height * 0.61) : int(height * 0.72), x0:x1] = 0
+    cv2.putText(
+        changed,
+        "77",
+        (x0 + 5, int(height * 0.7)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        1.4,
+        (255, 255, 255),
+        3,
+    )
+    extra = []
+    for n, image in enumerate([*again, changed], start=4):
+        name = f"keyframes/extra-{n}.jpg"
+        cv2.imwrite(str(workspaces.file(ref, name)), image)
+        extra.append(
+            KeyframeFile(
+                scene_index=n, keyframe=KeyFrame(time_s=float(n), frame=n), image_file=name
+            )
+        )
+    engines = CountingEngines(models.ocr)
+    result = RecordingEnvironment().run(
+        OcrActivities(workspaces, engines).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=[*keyframes, *extra]),
+    )
+    assert engines.reads == 5  # scenes 0-3 and the changed one
+    texts = {f.scene_index: [words(line.text) for line in f.lines] for f in result.frames}
+    assert texts[4] == texts[5] == texts[3] == ["TEMPORAL WORKFLOW 42"]
+    assert [line.time_s for line in result.frames[4].lines] == [4.0]
+    assert texts[6] != texts[3] and texts[6], texts[6]
