@@ -21,6 +21,7 @@ import shutil
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from workflows import (
     PING_ACTIVITY,
     MediaItemWorkflow,
     MediaJobWorkflow,
+    io_task_queue,
     item_workflow_id,
     presence_task_queue,
 )
@@ -98,10 +100,19 @@ async def ping_host() -> None:
     """Proof of life for the item workflows waiting on this worker's host queue."""
 
 
-def build_activities(
-    settings: Settings, models: Models, store: ArtifactStore
-) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
-    """(shared-queue activities, host-queue activities)."""
+@dataclass(frozen=True)
+class ActivitySets:
+    """Which activities each of a worker's task queues serves."""
+
+    #: The shared queue: routing, cache look-ups, link resolution.
+    shared: list[Callable[..., Any]]
+    #: The host queue: the CPU stages.
+    compute: list[Callable[..., Any]]
+    #: The host's I/O queue: download, probe, store, clean-up.
+    io: list[Callable[..., Any]]
+
+
+def build_activities(settings: Settings, models: Models, store: ArtifactStore) -> ActivitySets:
     fetch = FetchPolicy(
         max_bytes=settings.max_download_bytes,
         socket_timeout_s=settings.download_socket_timeout_s,
@@ -118,16 +129,7 @@ def build_activities(
         results.lookup_cache,
         ResolveActivities(fetch).resolve_link,
     ]
-    host: list[Callable[..., Any]] = [
-        DownloadActivities(workspaces, settings.data_dir, fetch).download_media,
-        ProbeActivities(
-            workspaces,
-            MediaLimits(
-                max_duration_s=settings.max_duration_s,
-                max_dimension_px=settings.max_dimension_px,
-                max_decode_pixels=settings.max_decode_pixels,
-            ),
-        ).probe_media,
+    compute: list[Callable[..., Any]] = [
         SceneActivities(
             workspaces,
             settings.scene_threshold,
@@ -139,11 +141,22 @@ def build_activities(
         TranscribeActivities(
             workspaces, models.whisper, settings.whisper_beam_size
         ).transcribe_audio,
+    ]
+    io: list[Callable[..., Any]] = [
+        DownloadActivities(workspaces, settings.data_dir, fetch).download_media,
+        ProbeActivities(
+            workspaces,
+            MediaLimits(
+                max_duration_s=settings.max_duration_s,
+                max_dimension_px=settings.max_dimension_px,
+                max_decode_pixels=settings.max_decode_pixels,
+            ),
+        ).probe_media,
         ImageActivities(workspaces, fetch, settings.max_image_pixels).fetch_image,
         results.store_item_result,
         workspace.remove_workspace,
     ]
-    return shared, host
+    return ActivitySets(shared=shared, compute=compute, io=io)
 
 
 async def run_worker(
@@ -175,9 +188,11 @@ async def run_worker(
     if stale:
         log.info("workspaces.janitor", removed=stale)
     store = open_artifact_store(settings)
-    shared_activities, host_activities = build_activities(settings, models, store)
+    activities = build_activities(settings, models, store)
     executor = ThreadPoolExecutor(
-        max_workers=settings.max_concurrent_activities + SHARED_QUEUE_SLOTS,
+        max_workers=settings.max_concurrent_activities
+        + settings.max_concurrent_io_activities
+        + SHARED_QUEUE_SLOTS,
         thread_name_prefix="activity",
     )
     common = {
@@ -192,15 +207,23 @@ async def run_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[MediaJobWorkflow, MediaItemWorkflow],
-        activities=shared_activities,
+        activities=activities.shared,
         max_concurrent_activities=SHARED_QUEUE_SLOTS,
         **common,  # type: ignore[arg-type]
     )
     host = Worker(
         client,
         task_queue=settings.host_task_queue,
-        activities=host_activities,
+        # The I/O stages too, for items started before they had a queue of their own.
+        activities=activities.compute + activities.io,
         max_concurrent_activities=settings.max_concurrent_activities,
+        **common,  # type: ignore[arg-type]
+    )
+    io = Worker(
+        client,
+        task_queue=io_task_queue(settings.host_task_queue),
+        activities=activities.io,
+        max_concurrent_activities=settings.max_concurrent_io_activities,
         **common,  # type: ignore[arg-type]
     )
     # Answers "is this worker still there?" for items whose files it holds, on slots
@@ -212,7 +235,7 @@ async def run_worker(
         max_concurrent_activities=8,
         graceful_shutdown_timeout=timedelta(seconds=1),
     )
-    async with shared, host, presence:
+    async with shared, host, io, presence:
         log.info(
             "worker.started",
             task_queue=settings.task_queue,

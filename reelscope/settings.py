@@ -47,7 +47,12 @@ class Settings(BaseSettings):
 
     # Worker capacity.
     max_concurrent_activities: int = Field(
-        4, description="Activities one worker process runs at once (thread pool size too)."
+        4, description="CPU stages (scenes, OCR, speech) one worker process runs at once."
+    )
+    max_concurrent_io_activities: int = Field(
+        4,
+        description="I/O stages (download, probe, store, clean-up) one worker process runs "
+        "at once, on slots of their own.",
     )
     max_parallel_items: int = Field(4, description="Items of one job processed at once.")
 

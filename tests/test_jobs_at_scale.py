@@ -17,8 +17,15 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from reelscope.settings import Settings
-from tests.conftest import CAPTION_IMAGE_TEXT, SAMPLE_NAME, workspace_files
-from tests.test_end_to_end import wait_for_result
+from tests.conftest import (
+    CAPTION_IMAGE_TEXT,
+    SAMPLE_NAME,
+    running_worker,
+    serving_api,
+    workspace_files,
+)
+from tests.test_end_to_end import submit, wait_for_result
+from worker import Models
 
 pytestmark = pytest.mark.e2e
 
@@ -281,3 +288,59 @@ async def test_status_shows_attempts_and_the_last_failure_while_retrying(
     assert "503" in (seen["last_failure"] or ""), seen
     result, _ = await wait_for_result(api, job_id)
     assert result["state"] == "succeeded", "the third attempt succeeds"
+
+
+async def test_a_download_never_waits_behind_the_cpu_stages(
+    settings: Settings, models: Models, media_url: str, temporal_client: Client
+) -> None:
+    """With one CPU slot, held by a long item's scene detection or transcription, a
+    second item still downloads and probes: I/O stages have slots of their own."""
+    settings.max_concurrent_activities = 1
+    async with running_worker(settings, models), serving_api(settings) as api:
+        busy = await submit(api, f"{media_url}/longer.mp4", refresh=True)
+
+        async def busy_cpu_stage() -> str | None:
+            item = (await api.get(f"/v1/jobs/{busy}")).json()["items"]
+            running = (
+                [s["stage"] for s in item[0]["stages"] if s["state"] == "running"] if item else []
+            )
+            return next((s for s in running if s in ("scenes", "transcribe")), None)
+
+        deadline = time.monotonic() + 60
+        while (first := await busy_cpu_stage()) is None:
+            assert time.monotonic() < deadline, "the long item never reached a CPU stage"
+            await asyncio.sleep(0.1)
+        quick = await submit(api, f"{media_url}/{SAMPLE_NAME}", refresh=True)
+        deadline = time.monotonic() + 60
+        while True:
+            stages = {
+                s["stage"]: s["state"]
+                for s in ((await api.get(f"/v1/jobs/{quick}")).json()["items"] or [{}])[0].get(
+                    "stages", []
+                )
+            }
+            if stages.get("download") == "succeeded" and stages.get("probe") == "succeeded":
+                break
+            assert time.monotonic() < deadline, stages
+            await asyncio.sleep(0.1)
+        # Meanwhile the long item still holds the only CPU slot with the same stage, and
+        # the quick one waits for it.
+        assert await busy_cpu_stage() == first
+        assert stages.get("scenes") != "succeeded" and stages.get("transcribe") != "succeeded"
+        history = await temporal_client.get_workflow_handle(f"{quick}.0").fetch_history()
+        queues = {
+            e.activity_task_scheduled_event_attributes.activity_type.name: (
+                e.activity_task_scheduled_event_attributes.task_queue.name
+            )
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        }
+        assert queues["download_media"] == f"{settings.host_task_queue}-io", queues
+        assert queues["probe_media"] == f"{settings.host_task_queue}-io", queues
+        for job_id in (busy, quick):
+            assert (await api.delete(f"/v1/jobs/{job_id}")).status_code == 202
+        for job_id in (busy, quick):
+            deadline = time.monotonic() + 60
+            while (await api.get(f"/v1/jobs/{job_id}")).json()["state"] == "running":
+                assert time.monotonic() < deadline, "cancel must land within seconds"
+                await asyncio.sleep(0.2)

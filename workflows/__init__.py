@@ -16,6 +16,7 @@ from workflows.media_item import (
     PROGRESS_QUERY,
     STATUS_MEMO_KEY,
     MediaItemWorkflow,
+    io_task_queue,
     item_workflow_id,
     presence_task_queue,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "WORKFLOW_NAME",
     "MediaItemWorkflow",
     "MediaJobWorkflow",
+    "io_task_queue",
     "item_workflow_id",
     "presence_task_queue",
 ]

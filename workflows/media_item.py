@@ -82,10 +82,19 @@ PING_ACTIVITY = "ping_host"
 
 #: Patch id: from here on, the scene pass also writes the key frames (one decode).
 KEYFRAMES_IN_SCENE_PASS = "keyframes-in-scene-pass"
+#: Patch id: from here on, I/O stages run on the holder's ``io_task_queue``.
+IO_SLOTS = "io-slots"
 
 
 def presence_task_queue(host_task_queue: str) -> str:
     return f"{host_task_queue}-presence"
+
+
+def io_task_queue(host_task_queue: str) -> str:
+    """The holder's queue for its I/O stages (download, probe, store, clean-up), on
+    slots of their own: a download never waits behind OCR, and a slow one never holds
+    a slot the CPU stages need."""
+    return f"{host_task_queue}-io"
 
 
 def item_workflow_id(job_id: str, index: int) -> str:
@@ -298,6 +307,7 @@ class MediaItemWorkflow:
             FetchImageInput(workspace=ref, url=input.media.url),
             FetchImageResult,
             policies.DOWNLOAD,
+            io=True,
         )
         item.metadata = fetched.metadata.model_copy(update={"title": input.media.title})
         if not input.options.stages.ocr:
@@ -337,6 +347,7 @@ class MediaItemWorkflow:
             DownloadInput(workspace=ref, url=input.media.url),
             DownloadResult,
             policies.DOWNLOAD,
+            io=True,
         )
         probe = await self._stage(
             ref,
@@ -350,6 +361,7 @@ class MediaItemWorkflow:
             ),
             ProbeResult,
             policies.PROBE,
+            io=True,
         )
         item.metadata = probe.metadata
         duration = probe.metadata.duration_s
@@ -488,6 +500,7 @@ class MediaItemWorkflow:
         result_type: type[R],
         policy: StagePolicy,
         duration_s: float | None = None,
+        io: bool = False,
     ) -> R:
         """Run one pinned activity, keeping the item's status current."""
         if _cancel_pending():
@@ -507,6 +520,7 @@ class MediaItemWorkflow:
                 cancellation=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 activity_id=stage.value,
                 summary=f"item {ref.item_index}: {stage.value}",
+                io=io,
             )
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
@@ -548,6 +562,7 @@ class MediaItemWorkflow:
                 retry=policies.STORE.retry,
                 activity_id="store",
                 summary=f"item {ref.item_index}: store result",
+                io=True,
             )
         except ActivityError as err:
             lost = _worker_lost(err)
@@ -571,6 +586,7 @@ class MediaItemWorkflow:
                 retry=policies.CLEANUP.retry,
                 activity_id="cleanup",
                 summary=f"item {ref.item_index}: cleanup",
+                io=True,
             )
         except ActivityError as err:
             # The worker holding the files is gone; its janitor removes them on restart.
@@ -592,21 +608,25 @@ class MediaItemWorkflow:
         cancellation: workflow.ActivityCancellationType = (
             workflow.ActivityCancellationType.TRY_CANCEL
         ),
+        io: bool = False,
     ) -> Any:
-        """Run an activity on the queue of the worker holding the item's files.
+        """Run an activity on the queue of the worker holding the item's files (its
+        ``io_task_queue`` for an ``io`` stage).
 
         When no worker takes it within the schedule-to-start limit, that worker is
         gone, or busy with other items. A ping on its presence queue, which it always
         serves, tells which: a busy worker is waited for again; a lost one raises the
         schedule-to-start ``ActivityError`` for the caller to place the item elsewhere.
         """
+        # Items started before I/O stages had slots of their own keep the host queue.
+        target = io_task_queue(queue) if io and workflow.patched(IO_SLOTS) else queue
         while True:
             try:
                 return await workflow.execute_activity(
                     activity,
                     arg,
                     result_type=result_type,
-                    task_queue=queue,
+                    task_queue=target,
                     start_to_close_timeout=start_to_close,
                     schedule_to_start_timeout=self._pinned_schedule_to_start or schedule_to_start,
                     heartbeat_timeout=heartbeat,
