@@ -9,7 +9,8 @@ throughout; written to a temp dir, never committed) it measures, per clip, the m
 (a) Reelscope end to end through the API: submit → result, on a stack it starts
     (Temporal dev server, one worker process, the API process).
 (b) The floor: the same activity code and settings called in this one process, no
-    Temporal: max(ASR alone, decode + scenes + key frames + OCR alone).
+    Temporal: max(ASR alone, decode + scenes + key frames + OCR alone), with scenes
+    and key frames in one decode, as the worker does.
 (c) The naive script: yt-dlp download, ``scenedetect.detect(path, ContentDetector())``,
     PaddleOCR with default settings on each scene's middle frame, faster-whisper with
     default settings (beam 5, no VAD), one after another.
@@ -138,7 +139,12 @@ class Naive:
         shutil.rmtree(out, ignore_errors=True)
         started = time.perf_counter()
         with yt_dlp.YoutubeDL(
-            {"outtmpl": str(out / "%(id)s.%(ext)s"), "quiet": True, "no_warnings": True}
+            {
+                "outtmpl": str(out / "%(id)s.%(ext)s"),
+                "quiet": True,
+                "no_warnings": True,
+                "noprogress": True,
+            }
         ) as ydl:
             info = ydl.extract_info(url, download=True)
         path = info["requested_downloads"][0]["filepath"]

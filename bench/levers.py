@@ -1,0 +1,292 @@
+"""Before/after of each speed lever, measured in one process on the bench's 720p clip.
+
+    .venv/bin/python bench/levers.py [--runs 3]
+
+Each row times the same work with a lever off and on (median of ``--runs``), next to
+what it does to accuracy where it could change it. Models are loaded before timing, as
+in a running worker. The clip is the one ``bench/pipeline.py`` renders (60 s, 15
+shots, every other captioned, speech throughout), written to a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from temporalio.testing import ActivityEnvironment
+
+from activities.frames import FrameActivities
+from activities.ocr import OcrActivities, OcrEngines, OcrSettings
+from activities.scenes import SceneActivities
+from activities.transcribe import TranscribeActivities
+from activities.workspace import Workspaces
+from bench.pipeline import SIZES, wer
+from models.pipeline import (
+    DetectScenesInput,
+    ExtractKeyframesInput,
+    KeyframeFile,
+    OcrInput,
+    TranscribeInput,
+    WorkspaceRef,
+)
+from reelscope.sample import SampleSpec, make_sample
+from reelscope.settings import Settings
+from worker import Models
+
+ROWS: list[str] = []
+
+
+def timed(runs: int, work: Callable[[], Any]) -> tuple[float, Any]:
+    """Median seconds of ``runs`` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def row(lever: str, off: str, on: str, t_off: float, t_on: float, note: str = "") -> None:
+    line = f"| {lever} | {off}: {t_off:.2f} s | {on}: {t_on:.2f} s | {t_off / t_on:.2f}× | {note} |"
+    ROWS.append(line)
+    print(line, flush=True)
+
+
+def small_text_frame(width: int, height: int, fraction: float) -> tuple[np.ndarray, list[str]]:
+    """A frame with four words in letters ``fraction`` of the frame's height."""
+    words = ["NORTH HARBOR", "QUIET MORNING", "SEVEN BRIDGES", "GOLDEN FIELD"]
+    image = Image.new("RGB", (width, height), (60, 90, 120))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(8, int(height * fraction)))
+    for i, word in enumerate(words):
+        position = (int(width * (0.1 + 0.2 * i)), int(height * (0.2 + 0.18 * i)))
+        draw.text(position, word, font=font, fill=(240, 240, 240))
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), words
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs = args.runs
+
+    work = Path(tempfile.mkdtemp(prefix="reelscope-levers-"))
+    spec = SampleSpec.long(*SIZES["720p"])
+    print("rendering the 720p clip ...", flush=True)
+    clip = make_sample(work / "clip.mp4", spec)
+    settings = Settings(data_dir=work / "data")
+    models = Models(settings)
+    print("loading models ...", flush=True)
+    load_s, _ = timed(1, models.preload)
+    workspaces = Workspaces(work / "ws")
+    ref = WorkspaceRef(job_id="job-levers", item_index=0)
+    shutil.copy(clip, workspaces.create(ref) / "media.mp4")
+    env = ActivityEnvironment()
+    scenes_activity = SceneActivities(
+        workspaces, settings.scene_threshold, settings.min_scene_len_frames
+    ).detect_scenes
+    transcribe = TranscribeActivities(
+        workspaces, models.whisper, settings.whisper_beam_size
+    ).transcribe_audio
+
+    print(f"\n720p, 60 s, median of {runs} runs\n")
+    print("| lever | off | on | speed-up | accuracy |")
+    print("| --- | --- | --- | --- | --- |")
+
+    # Models loaded once per worker process, instead of per request.
+    t_asr, _ = timed(
+        runs, lambda: env.run(transcribe, TranscribeInput(workspace=ref, media_file="media.mp4"))
+    )
+    row(
+        "models loaded once per process",
+        "load + transcribe",
+        "transcribe",
+        load_s + t_asr,
+        t_asr,
+        f"loading OCR and Whisper takes {load_s:.1f} s",
+    )
+
+    # Scene detection with auto-downscale (PySceneDetect's, to 256 px wide).
+    from scenedetect import AdaptiveDetector, SceneManager, open_video
+
+    def scenes_at(auto: bool) -> int:
+        video = open_video(str(clip), backend="opencv")
+        manager = SceneManager()
+        manager.auto_downscale = auto
+        if not auto:
+            manager.downscale = 1
+        manager.add_detector(AdaptiveDetector(min_scene_len=settings.min_scene_len_frames))
+        manager.detect_scenes(video)
+        return len(manager.get_scene_list())
+
+    t_full, n_full = timed(runs, lambda: scenes_at(False))
+    t_small, n_small = timed(runs, lambda: scenes_at(True))
+    row(
+        "scene detection auto-downscale",
+        "full size",
+        "256 px wide",
+        t_full,
+        t_small,
+        f"{n_full} and {n_small} scenes of {len(spec.shots)}",
+    )
+
+    # One decode for scenes and key frames.
+    def two_passes() -> list[KeyframeFile]:
+        scenes = env.run(scenes_activity, DetectScenesInput(workspace=ref, media_file="media.mp4"))
+        return env.run(
+            FrameActivities(workspaces).extract_keyframes,
+            ExtractKeyframesInput(
+                workspace=ref, media_file="media.mp4", fps=scenes.fps, scenes=scenes.scenes
+            ),
+        ).keyframes
+
+    def one_pass() -> list[KeyframeFile]:
+        result = env.run(
+            scenes_activity,
+            DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
+        )
+        return result.keyframes or []
+
+    t_two, kf_two = timed(runs, two_passes)
+    t_one, keyframes = timed(runs, one_pass)
+    row(
+        "scenes and key frames in one decode",
+        "two decodes",
+        "one",
+        t_two,
+        t_one,
+        f"{len(kf_two)} and {len(keyframes)} key frames",
+    )
+
+    # Transcription beside the vision path (2 CPUs: they share them).
+    ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
+
+    def vision() -> None:
+        env.run(ocr, OcrInput(workspace=ref, keyframes=one_pass()))
+
+    def speech() -> None:
+        env.run(transcribe, TranscribeInput(workspace=ref, media_file="media.mp4"))
+
+    def beside() -> None:
+        thread = threading.Thread(target=speech)
+        thread.start()
+        vision()
+        thread.join()
+
+    def serial() -> None:
+        speech()
+        vision()
+
+    t_serial, _ = timed(runs, serial)
+    t_beside, _ = timed(runs, beside)
+    row("transcription beside the vision path", "one after the other", "beside", t_serial, t_beside)
+
+    # OCR detection size, and what it costs in small text.
+    images = [cv2.imread(str(workspaces.file(ref, kf.image_file))) for kf in keyframes]
+    small_frames = [small_text_frame(1920, 1080, f) for f in (0.012, 0.015, 0.02)]
+
+    def ocr_with(side: int, threads: int) -> tuple[float, str]:
+        engine = OcrEngines(
+            OcrSettings(det_limit_side_len=side, threads=threads, cache_dir=work / "models"),
+            "paddleocr",
+        ).get(None)
+        engine.read(images[0])
+        t, _ = timed(runs, lambda: [engine.read(image) for image in images])
+        found = []
+        for (frame, words), fraction in zip(small_frames, (1.2, 1.5, 2.0), strict=True):
+            read = {line.text.strip().upper() for line in engine.read(frame)}
+            found.append(f"{sum(w in read for w in words)}/4 at {fraction}%")
+        return t, ", ".join(found)
+
+    results = {side: ocr_with(side, settings.ocr_threads) for side in (1920, 960, 736, 640)}
+    for side in (960, 736, 640):
+        row(
+            f"OCR detection capped at {side} px",
+            "full size (1920 px cap)",
+            f"{side} px",
+            results[1920][0],
+            results[side][0],
+            f"small words read, full: {results[1920][1]}; capped: {results[side][1]}",
+        )
+    t_one_thread, _ = ocr_with(960, 1)
+    row(
+        "OCR threads = CPUs",
+        "1 thread",
+        f"{settings.ocr_threads} threads",
+        t_one_thread,
+        results[960][0],
+        f"{len(images)} key frames",
+    )
+
+    # Key frames that show the same picture are read once.
+    looped = work / "looped.mp4"
+    loop = ["-v", "error", "-y", "-stream_loop", "2", "-i", str(clip), "-c", "copy"]
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), *loop, str(looped)], check=True)
+    shutil.copy(looped, workspaces.file(ref, "looped.mp4"))
+    looped_kf = (
+        env.run(
+            scenes_activity,
+            DetectScenesInput(workspace=ref, media_file="looped.mp4", keyframes=True),
+        ).keyframes
+        or []
+    )
+    engine = models.ocr.get(None)
+    every = [cv2.imread(str(workspaces.file(ref, kf.image_file))) for kf in looped_kf]
+    t_every, _ = timed(runs, lambda: [engine.read(image) for image in every])
+    t_once, _ = timed(runs, lambda: env.run(ocr, OcrInput(workspace=ref, keyframes=looped_kf)))
+    row(
+        "pictures shown again are read once",
+        f"all {len(every)} key frames",
+        "distinct ones",
+        t_every,
+        t_once,
+        "the clip played 3 times in a row; same text",
+    )
+
+    # ASR: VAD and beam size.
+    model = models.whisper.get(None)
+
+    def whisper(vad: bool, beam: int) -> str:
+        pieces, _ = model.transcribe(
+            str(clip),
+            beam_size=beam,
+            vad_filter=vad,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+        )
+        return " ".join(p.text for p in pieces)
+
+    base_t, base_text = timed(runs, lambda: whisper(False, 5))
+    for vad, beam in ((True, 5), (False, 1), (True, 1)):
+        t, text = timed(runs, partial(whisper, vad, beam))
+        row(
+            f"ASR {'VAD' if vad else 'no VAD'}, beam {beam}",
+            "no VAD, beam 5 (faster-whisper's defaults)",
+            "this",
+            base_t,
+            t,
+            f"WER {wer(spec, base_text):.3f} → {wer(spec, text):.3f}",
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    print("\n| lever | off | on | speed-up | accuracy |\n| --- | --- | --- | --- | --- |")
+    print("\n".join(ROWS))
+
+
+if __name__ == "__main__":
+    main()
