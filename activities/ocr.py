@@ -124,7 +124,9 @@ class PaddleOcrEngine(OcrEngine):
             text_det_limit_side_len=settings.det_limit_side_len,
             text_det_limit_type="max",
             text_rec_score_thresh=settings.rec_score_thresh,
-            cpu_threads=settings.threads,
+            # PaddleOCR's cpu_threads only reaches its Paddle engine; ONNX Runtime takes
+            # its thread count from the engine config.
+            engine_config={"intra_op_num_threads": settings.threads},
         )
 
     def read(self, image: np.ndarray) -> list[RecognizedLine]:

@@ -260,7 +260,7 @@ def main() -> None:
     )
 
     # ASR: VAD and beam size.
-    model = models.whisper.get(None)
+    _, model = models.whisper.get(None)
 
     def whisper(vad: bool, beam: int) -> str:
         pieces, _ = model.transcribe(
