@@ -116,19 +116,23 @@ class TransientFilter(SceneDetector):
 
 
 class TappedStream(VideoStreamCv2):
-    """An OpenCV stream that keeps each full-size frame its reader (PySceneDetect's decode
-    thread) decodes, by frame number, until ``take`` collects it on the detector thread.
-    PySceneDetect only passes a downscaled copy on."""
+    """An OpenCV stream that keeps the full-size frames its reader (PySceneDetect's decode
+    thread) decodes, by frame number, until ``take`` collects them on the detector
+    thread. PySceneDetect only passes a downscaled copy on. ``wanted`` (set by the
+    consumer) says which frame numbers are worth keeping."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self._full: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
+        self.wanted: Callable[[int], bool] = lambda number: True
 
     def read(self, decode: bool = True) -> np.ndarray | bool:
         frame = super().read(decode)
         if isinstance(frame, np.ndarray):
             number = self.position.frame_num
+            if not self.wanted(number):
+                return frame
             with self._lock:
                 self._full[number] = frame
                 while len(self._full) > TAP_AHEAD_FRAMES:
@@ -214,6 +218,11 @@ class KeyframeTap(SceneDetector):
         self.filter = cuts
         self.collector = collector
         self.closed = 0
+        # Only frames the collector may sample are kept. The decode thread runs up to
+        # 6 frames ahead, so after a cut the new scene's first sample may come that
+        # much late (a cut is confirmed 0.12 s after it, the settle time): up to 60 fps
+        # that still falls inside a scene of the default 15 frames.
+        stream.wanted = lambda number: number >= collector.next_at
 
     def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
         self.close_confirmed()
