@@ -8,12 +8,15 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -93,6 +96,48 @@ def prepare_paddle_model_dir(model_name: str, onnx_file: Path, target: Path) -> 
     return target
 
 
+#: ONNX Runtime's session option that lets idle pool threads spin for work.
+ALLOW_SPINNING = "session.intra_op.allow_spinning"
+
+# Engines are built at worker start, outside any activity.
+_log = structlog.get_logger("reelscope.ocr")
+
+
+@contextmanager
+def onnx_threads_that_sleep() -> Iterator[None]:
+    """While open, the ONNX Runtime sessions PaddleX builds let their idle threads
+    sleep instead of spinning.
+
+    Spinning saves a few ms per call on an idle machine. Beside the scene pass and
+    Whisper it burns a core while waiting: on 2 CPUs with one core kept busy,
+    detection on a 720p key frame took 157 ms with sleeping threads against 215 ms
+    spinning (docs/benchmarks.md). PaddleX takes no session config entries, so its
+    session options are amended as they are built. ``OcrEngines`` builds under a lock.
+    """
+    try:
+        from paddlex.inference.models.runners.onnxruntime_runner import ONNXRuntimeRunner
+    except ImportError:  # a PaddleX without this runner: keep its own options
+        _log.warning("ocr.onnx_spinning_unchanged", reason="paddlex runner not found")
+        yield
+        return
+    build = getattr(ONNXRuntimeRunner, "_build_session_options", None)
+    if build is None:
+        _log.warning("ocr.onnx_spinning_unchanged", reason="paddlex runner has no options hook")
+        yield
+        return
+
+    def build_without_spinning(runner: Any) -> Any:
+        options = build(runner)
+        options.add_session_config_entry(ALLOW_SPINNING, "0")
+        return options
+
+    ONNXRuntimeRunner._build_session_options = build_without_spinning  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ONNXRuntimeRunner._build_session_options = build  # type: ignore[method-assign]
+
+
 class PaddleOcrEngine(OcrEngine):
     name = "paddleocr"
 
@@ -112,22 +157,23 @@ class PaddleOcrEngine(OcrEngine):
             _bundled_onnx("PP-OCRv6_rec_small.onnx"),
             settings.cache_dir / settings.rec_model_name,
         )
-        self._ocr = PaddleOCR(
-            engine="onnxruntime",
-            text_detection_model_name=settings.det_model_name,
-            text_detection_model_dir=str(det_dir),
-            text_recognition_model_name=settings.rec_model_name,
-            text_recognition_model_dir=str(rec_dir),
-            use_doc_orientation_classify=False,
-            use_doc_unwarping=False,
-            use_textline_orientation=False,
-            text_det_limit_side_len=settings.det_limit_side_len,
-            text_det_limit_type="max",
-            text_rec_score_thresh=settings.rec_score_thresh,
-            # PaddleOCR's cpu_threads only reaches its Paddle engine; ONNX Runtime takes
-            # its thread count from the engine config.
-            engine_config={"intra_op_num_threads": settings.threads},
-        )
+        with onnx_threads_that_sleep():
+            self._ocr = PaddleOCR(
+                engine="onnxruntime",
+                text_detection_model_name=settings.det_model_name,
+                text_detection_model_dir=str(det_dir),
+                text_recognition_model_name=settings.rec_model_name,
+                text_recognition_model_dir=str(rec_dir),
+                use_doc_orientation_classify=False,
+                use_doc_unwarping=False,
+                use_textline_orientation=False,
+                text_det_limit_side_len=settings.det_limit_side_len,
+                text_det_limit_type="max",
+                text_rec_score_thresh=settings.rec_score_thresh,
+                # PaddleOCR's cpu_threads only reaches its Paddle engine; ONNX Runtime takes
+                # its thread count from the engine config.
+                engine_config={"intra_op_num_threads": settings.threads},
+            )
 
     def read(self, image: np.ndarray) -> list[RecognizedLine]:
         result = self._ocr.predict(image)[0]

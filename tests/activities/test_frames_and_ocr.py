@@ -5,11 +5,19 @@ from itertools import pairwise
 
 import cv2
 import numpy as np
+import onnxruntime
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.frames import FrameActivities
-from activities.ocr import OcrActivities, OcrEngine, OcrEngines, RecognizedLine
+from activities.ocr import (
+    ALLOW_SPINNING,
+    OcrActivities,
+    OcrEngine,
+    OcrEngines,
+    RecognizedLine,
+    onnx_threads_that_sleep,
+)
 from activities.workspace import Workspaces
 from models.jobs import KeyFrame, Stage
 from models.pipeline import (
@@ -89,6 +97,40 @@ def test_ocr_reads_the_captions_and_heartbeats_per_frame(
     for frame, shot in zip(result.frames, sample_spec.shots, strict=True):
         read = [words(line.text) for line in frame.lines]
         assert read == ([words(shot.text)] if shot.text else []), (engine, read)
+
+
+def onnx_sessions(root: object) -> list[onnxruntime.InferenceSession]:
+    """Every ONNX Runtime session reachable from ``root`` through the attributes of
+    Reelscope's and PaddleOCR's own objects."""
+    found, seen, todo = [], set(), [root]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen or isinstance(item, str | bytes | int | float | np.ndarray):
+            continue
+        seen.add(id(item))
+        if isinstance(item, onnxruntime.InferenceSession):
+            found.append(item)
+        elif type(item) is dict:
+            todo.extend(item.values())
+        elif type(item) in (list, tuple):
+            todo.extend(item)
+        elif type(item).__module__.startswith(("activities", "paddle")):
+            todo.extend(vars(item).values())
+    return found
+
+
+def test_paddle_ocr_sessions_let_idle_threads_sleep(models: Models) -> None:
+    sessions = onnx_sessions(models.ocr.get("paddleocr"))
+    assert len(sessions) == 2  # detection and recognition
+    for session in sessions:
+        assert session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == "0"
+    # Only the engine's own sessions: PaddleX's runner is restored afterwards.
+    from paddlex.inference.models.runners.onnxruntime_runner import ONNXRuntimeRunner
+
+    build = ONNXRuntimeRunner._build_session_options
+    with onnx_threads_that_sleep():
+        assert ONNXRuntimeRunner._build_session_options is not build
+    assert ONNXRuntimeRunner._build_session_options is build
 
 
 def test_ocr_resumes_without_rereading_done_frames(
