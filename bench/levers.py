@@ -11,6 +11,7 @@ shots, every other captioned, speech throughout), written to a temp dir.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -232,6 +234,32 @@ def main() -> None:
         t_one_thread,
         results[960][0],
         f"{len(images)} key frames",
+    )
+
+    # ONNX Runtime's idle pool threads sleep rather than spin. What it changes shows
+    # when the CPUs are shared: the vision path beside transcription, as a job runs.
+    with mock.patch("activities.ocr.onnx_threads_that_sleep", contextlib.nullcontext):
+        spinning = OcrEngines(
+            OcrSettings(threads=settings.ocr_threads, cache_dir=work / "models"), "paddleocr"
+        )
+        spinning.get(None)
+    spinning_ocr = OcrActivities(workspaces, spinning).ocr_keyframes
+
+    def beside_with(ocr_keyframes: Callable[..., Any]) -> None:
+        thread = threading.Thread(target=speech)
+        thread.start()
+        env.run(ocr_keyframes, OcrInput(workspace=ref, keyframes=one_pass()))
+        thread.join()
+
+    t_spin, _ = timed(runs, lambda: beside_with(spinning_ocr))
+    t_sleep, _ = timed(runs, lambda: beside_with(ocr))
+    row(
+        "OCR pool threads sleep when idle",
+        "spinning (ONNX Runtime's default)",
+        "sleeping",
+        t_spin,
+        t_sleep,
+        "scene pass and OCR beside transcription; same sessions otherwise",
     )
 
     # Key frames that show the same picture are read once.

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -118,14 +119,22 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
     vision_s = time.perf_counter() - started
     # The same two, beside each other, as the item workflow runs them: what sharing the
     # CPUs costs, apart from Temporal and the API.
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     beside = threading.Thread(target=speech)
     beside.start()
     vision()
     beside.join()
     together = time.perf_counter() - started
+    # Every thread of this process, ONNX Runtime's and CTranslate2's pools included.
+    together_cpu = time.process_time() - cpu_started
     shutil.rmtree(work / "floor-ws")
-    return {"asr": asr, "vision": vision_s, "floor": max(asr, vision_s), "together": together}
+    return {
+        "asr": asr,
+        "vision": vision_s,
+        "floor": max(asr, vision_s),
+        "together": together,
+        "together_cpu": together_cpu,
+    }
 
 
 # -- (c) the naive script -------------------------------------------------------------
@@ -212,6 +221,11 @@ async def reelscope_run(
     return elapsed, result, stages
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
+    """User + system CPU seconds each process has used so far, all its threads."""
+    return [sum(p.cpu_times()[:2]) for p in processes]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -251,6 +265,8 @@ async def main() -> None:
         models = Models(settings)
         models.preload()
         naive = Naive(work)
+        # The stack's processes, in LocalStack's order.
+        stack_cpu = [psutil.Process(p.pid) for p in stack.processes]
         client = await Client.connect(
             stack.temporal_address, data_converter=pydantic_data_converter
         )
@@ -260,10 +276,15 @@ async def main() -> None:
                 spec = specs[size]
                 a_times, b_times, c_times = [], [], []
                 stage_runs: list[dict[str, float]] = []
+                a_cpu: list[list[float]] = []
                 floors: list[dict[str, float]] = []
                 for run in range(args.runs):
                     print(f"{size} run {run + 1}/{args.runs}: reelscope, floor, naive", flush=True)
+                    cpu_before = cpu_seconds(stack_cpu)
                     a, result, stages = await reelscope_run(api, client, url)
+                    a_cpu.append(
+                        [t - b for t, b in zip(cpu_seconds(stack_cpu), cpu_before, strict=True)]
+                    )
                     a_times.append(a)
                     stage_runs.append(stages)
                     floor = floor_run(media / f"clip-{size}.mp4", models, settings, work)
@@ -282,6 +303,8 @@ async def main() -> None:
                         "asr": median([f["asr"] for f in floors]),
                         "vision": median([f["vision"] for f in floors]),
                         "together": median([f["together"] for f in floors]),
+                        "together_cpu": median([f["together_cpu"] for f in floors]),
+                        "a_cpu": [median(list(col)) for col in zip(*a_cpu, strict=True)],
                         "stages": {
                             k: median([s.get(k, 0.0) for s in stage_runs]) for k in stage_runs[0]
                         },
@@ -331,6 +354,23 @@ async def main() -> None:
     for r in rows:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
         print(f"- {r['size']}: {parts}")
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"\nCPU seconds per job (median), and the shortest time that much work can take "
+        f"on {cpus} CPUs:\n"
+    )
+    print(
+        "| clip | (a) worker | (a) Temporal server | (a) API | (a) total | (a) bound "
+        "| ASR beside vision, one process | its bound |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        worker, server, api_cpu = r["a_cpu"][2], r["a_cpu"][0], r["a_cpu"][1]
+        total = worker + server + api_cpu
+        print(
+            f"| {r['size']} | {worker:.1f} | {server:.1f} | {api_cpu:.1f} | {total:.1f}"
+            f" | {total / cpus:.1f} | {r['together_cpu']:.1f} | {r['together_cpu'] / cpus:.1f} |"
+        )
 
 
 if __name__ == "__main__":
