@@ -56,9 +56,13 @@ def candidate_frames(start_frame: int, end_frame: int) -> list[int]:
 
 def sharpness(image: np.ndarray) -> float:
     """Variance of the Laplacian: higher for crisp frames, lower for blur and fades."""
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return grey_sharpness(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+
+
+def grey_sharpness(grey: np.ndarray) -> float:
+    """``sharpness`` of a one-channel image (a grey frame, or a frame's luma plane)."""
     # 16-bit holds a 3x3 Laplacian of 8-bit pixels exactly, and is far cheaper than float.
-    _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_16S))
+    _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
     return float(std[0, 0]) ** 2
 
 

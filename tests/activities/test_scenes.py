@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-import cv2
-import numpy as np
+import subprocess
+from pathlib import Path
 
-from activities.scenes import KeyframeCollector, SceneActivities, spans_from_cuts
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from activities.scenes import KeyframeCollector, Picture, SceneActivities, spans_from_cuts
 from activities.workspace import Workspaces
 from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, WorkspaceRef
@@ -121,8 +126,8 @@ def test_the_scene_pass_keeps_the_keyframes_of_an_earlier_attempt(
 def test_keyframe_samples_thin_out_in_a_long_scene_and_the_sharpest_wins() -> None:
     saved: dict[int, np.ndarray] = {}
 
-    def save(start: int, image: np.ndarray) -> str:
-        saved[start] = image
+    def save(start: int, picture: Picture) -> str:
+        saved[start] = picture.bgr()
         return f"keyframes/at-{start}.jpg"
 
     rng = np.random.default_rng(7)
@@ -131,7 +136,7 @@ def test_keyframe_samples_thin_out_in_a_long_scene_and_the_sharpest_wins() -> No
     collector = KeyframeCollector(fps=30.0, open_start=0, save=save)
     collector.capacity = 8  # as if each frame were an eighth of the memory budget
     for number in range(3000):  # 100 s in one scene
-        collector.offer(number, sharp if number == 1536 else blurred)
+        collector.offer(number, Picture.of_bgr(sharp if number == 1536 else blurred))
         assert len(collector.samples) <= 8
     collector.close(3000)
     assert collector.stride == collector.base_stride == 4
@@ -140,5 +145,53 @@ def test_keyframe_samples_thin_out_in_a_long_scene_and_the_sharpest_wins() -> No
     # 1536, ...), so 1536 is the nearest sample, and the sharp one.
     assert picked.frame == 1536 and saved[0] is sharp
     # The next scene starts sampling at its first frame again.
-    collector.offer(3001, blurred)
+    collector.offer(3001, Picture.of_bgr(blurred))
     assert collector.samples[0][0] == 3001
+
+
+def opencv_frame(path: Path, number: int) -> np.ndarray:
+    """Frame ``number`` as OpenCV's reader shows it (turned upright, BT.601 colour)."""
+    capture = cv2.VideoCapture(str(path))
+    for _ in range(number):
+        capture.grab()
+    ok, image = capture.read()
+    capture.release()
+    assert ok
+    return image
+
+
+@pytest.mark.parametrize(
+    ("before_input", "after_input", "name"),
+    [
+        # A phone video: stored landscape, shown portrait by its display matrix.
+        (["-display_rotation", "90"], ["-c", "copy"], "turned.mp4"),
+        # 4:4:4 takes the other path, FFmpeg's own conversion at full size.
+        ([], ["-c:v", "libx264", "-pix_fmt", "yuv444p"], "yuv444.mp4"),
+    ],
+)
+def test_key_frames_look_as_opencv_shows_the_video(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    sample_in_workspace: str,
+    before_input: list[str],
+    after_input: list[str],
+    name: str,
+) -> None:
+    source, target = workspaces.file(ref, sample_in_workspace), workspaces.file(ref, name)
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y"]
+    subprocess.run(
+        [*ffmpeg, *before_input, "-i", str(source), "-t", "2", *after_input, str(target)],
+        check=True,
+    )
+    result = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=name, keyframes=True),
+    )
+    assert result.keyframes
+    for kf in result.keyframes:
+        written = cv2.imread(str(workspaces.file(ref, kf.image_file)))
+        expected = opencv_frame(target, kf.keyframe.frame)
+        assert written.shape == expected.shape
+        # JPEG and chroma rounding differ a little; a turned or miscoloured frame is off
+        # by tens of levels.
+        assert np.abs(written.astype(int) - expected.astype(int)).mean() < 4
