@@ -20,6 +20,7 @@ it: 2.2 of 5.6 CPU seconds for a 60 s 1080p clip.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -362,6 +363,25 @@ class KeyframeTap(SceneDetector):
         self.closed = len(self.filter.cuts)
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """Hands memory freed by the pass back to the OS. The pass holds up to
+    ``SAMPLE_BUDGET_BYTES`` of frames, allocated on PyAV's decoding threads; glibc keeps
+    what they free in per-thread arenas, so without this a worker's RSS kept growing
+    for its first ten videos (docs/benchmarks.md, soak)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def make_detector(kind: str, threshold: float, min_scene_len: int) -> SceneDetector:
     if kind == "content":
         return ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
@@ -399,8 +419,11 @@ class SceneActivities:
     @activity.defn(name="detect_scenes")
     def detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """See ``_detect_scenes``; a cancel always ends it as a cancellation."""
-        with cancellation_wins():
-            return self._detect_scenes(input)
+        try:
+            with cancellation_wins():
+                return self._detect_scenes(input)
+        finally:
+            return_freed_memory()
 
     def _detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """Hard cuts (see the module) with auto-downscale and, if asked, each scene's key
