@@ -297,7 +297,7 @@ async def sweep_periodically(
 
 #: glibc malloc arenas for a worker process. With glibc's default (8 per CPU), memory
 #: freed on the short-lived decoding threads of each video stayed in arenas of their
-#: own: over 50 videos the soak's RSS grew 826 → 909 MiB, against 657 → 658 MiB with 2
+#: own: over 50 videos the soak's RSS grew 826 → 909 MiB, against 663 → 659 MiB with 2
 #: (docs/benchmarks.md).
 MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h

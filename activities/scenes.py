@@ -374,10 +374,10 @@ _MALLOC_TRIM = _malloc_trim()
 
 
 def return_freed_memory() -> None:
-    """Hands memory freed by the pass back to the OS. The pass holds up to
-    ``SAMPLE_BUDGET_BYTES`` of frames, allocated on PyAV's decoding threads; glibc keeps
-    what they free in per-thread arenas, so without this a worker's RSS kept growing
-    for its first ten videos (docs/benchmarks.md, soak)."""
+    """Hands the memory the pass freed back to the OS now: up to
+    ``SAMPLE_BUDGET_BYTES`` of frames, copied on the pass's decode threads, which glibc
+    would otherwise keep for later. On its own this did not keep a worker's RSS flat;
+    the malloc arena cap in ``worker.py`` does (docs/benchmarks.md, soak)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
@@ -466,6 +466,7 @@ class SceneActivities:
         )
         manager.add_detector(detector)
         tap: KeyframeTap | None = None
+        # Full-size frames are kept only for the key-frame tap, which sets its own test.
         video.wanted = lambda number: False
         if input.keyframes:
             out_dir = self._workspaces.file(input.workspace, "keyframes")

@@ -3,7 +3,8 @@ was chosen.
 
     .venv/bin/python -m eval.detectors [--seed 7] [--long]
 
-Each variant runs PySceneDetect on the same rendered clips, with auto-downscale, and is
+Each variant runs PySceneDetect on the same rendered clips, read as the scene pass reads
+them (PyAV, at PySceneDetect's auto-downscale width), and is
 scored like ``eval.run`` (hard cuts ±1 frame, soft transitions ignored, every cut on a
 trap clip a false cut).
 """
@@ -16,9 +17,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector, SceneManager, open_video
+from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector, SceneManager
 
-from activities.scenes import SETTLE_SECONDS, TransientFilter
+from activities.scenes import SETTLE_SECONDS, PlanarStream, TransientFilter
 from eval.clips import build_set, render, truth_of
 from eval.metrics import CutScore, score_cuts
 from eval.run import DEFAULT_CACHE
@@ -34,7 +35,9 @@ VARIANTS: dict[str, tuple[Callable[[], SceneDetector], bool]] = {
 
 
 def cuts_of(media: Path, make: Callable[[], SceneDetector], transient_filter: bool) -> list[float]:
-    video = open_video(str(media), backend="opencv")
+    # The scene pass's own reader, so the variants see the frames Reelscope sees.
+    video = PlanarStream(str(media))
+    video.wanted = lambda number: False
     fps = float(video.frame_rate)
     manager = SceneManager()
     manager.auto_downscale = True
