@@ -179,16 +179,16 @@ def main() -> None:
     # Transcription beside the vision path (2 CPUs: they share them).
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 
-    def vision() -> None:
-        env.run(ocr, OcrInput(workspace=ref, keyframes=one_pass()))
+    def vision(ocr_keyframes: Callable[..., Any] = ocr) -> None:
+        env.run(ocr_keyframes, OcrInput(workspace=ref, keyframes=one_pass()))
 
     def speech() -> None:
         env.run(transcribe, TranscribeInput(workspace=ref, media_file="media.mp4"))
 
-    def beside() -> None:
+    def beside(ocr_keyframes: Callable[..., Any] = ocr) -> None:
         thread = threading.Thread(target=speech)
         thread.start()
-        vision()
+        vision(ocr_keyframes)
         thread.join()
 
     def serial() -> None:
@@ -245,14 +245,8 @@ def main() -> None:
         spinning.get(None)
     spinning_ocr = OcrActivities(workspaces, spinning).ocr_keyframes
 
-    def beside_with(ocr_keyframes: Callable[..., Any]) -> None:
-        thread = threading.Thread(target=speech)
-        thread.start()
-        env.run(ocr_keyframes, OcrInput(workspace=ref, keyframes=one_pass()))
-        thread.join()
-
-    t_spin, _ = timed(runs, lambda: beside_with(spinning_ocr))
-    t_sleep, _ = timed(runs, lambda: beside_with(ocr))
+    t_spin, _ = timed(runs, lambda: beside(spinning_ocr))
+    t_sleep, _ = timed(runs, beside)
     row(
         "OCR pool threads sleep when idle",
         "spinning (ONNX Runtime's default)",
