@@ -223,22 +223,18 @@ class PlanarStream(VideoStreamAv):
         super().__init__(path, threading_mode="AUTO")
         self._full: dict[int, Picture] = {}
         self._lock = threading.Lock()
-        self._small: tuple[int, int] | None = None
         self.wanted: Callable[[int], bool] = lambda number: True
 
     def _small_size(self, turns: int) -> tuple[int, int]:
         """Coded width and height for the detectors: the upright picture's width brought
         to PySceneDetect's downscale width, then even (and the height a multiple of 4),
         as I420 needs."""
-        if self._small is None:
-            width, height = self._codec_context.width, self._codec_context.height
-            upright_width = height if turns % 2 else width
-            factor = compute_downscale_factor(upright_width)
-            self._small = (
-                max(2, round(width / factor) // 2 * 2),
-                max(4, round(height / factor) // 4 * 4),
-            )
-        return self._small
+        width, height = self._codec_context.width, self._codec_context.height
+        factor = compute_downscale_factor(height if turns % 2 else width)
+        return (
+            max(2, round(width / factor) // 2 * 2),
+            max(4, round(height / factor) // 4 * 4),
+        )
 
     @property
     def frame_size(self) -> tuple[int, int]:

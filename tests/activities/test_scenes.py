@@ -8,7 +8,13 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from activities.scenes import KeyframeCollector, Picture, SceneActivities, spans_from_cuts
+from activities.scenes import (
+    KeyframeCollector,
+    Picture,
+    PlanarStream,
+    SceneActivities,
+    spans_from_cuts,
+)
 from activities.workspace import Workspaces
 from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, WorkspaceRef
@@ -195,3 +201,19 @@ def test_key_frames_look_as_opencv_shows_the_video(
         # JPEG and chroma rounding differ a little; a turned or miscoloured frame is off
         # by tens of levels.
         assert np.abs(written.astype(int) - expected.astype(int)).mean() < 4
+
+
+def test_a_turned_video_reaches_the_detectors_at_their_width(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """Stored 640x360 and shown portrait: the detectors get the upright picture at
+    PySceneDetect's downscale width (256 px here), as they do for a landscape video."""
+    source, target = workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "t.mp4")
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-display_rotation", "90"]
+    subprocess.run([*ffmpeg, "-i", str(source), "-t", "1", "-c", "copy", str(target)], check=True)
+    stream = PlanarStream(str(target))
+    assert stream.frame_size  # SceneManager asks before the first frame is decoded
+    image = stream.read()
+    assert isinstance(image, np.ndarray)
+    assert image.shape[1] == 256 and image.shape[0] > image.shape[1]
+    assert stream.frame_size == (image.shape[1], image.shape[0])
