@@ -137,6 +137,7 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
             settings.scene_threshold,
             settings.min_scene_len_frames,
             settings.scene_detector,
+            settings.scene_decode_threads,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr).ocr_keyframes,

@@ -213,14 +213,22 @@ def split_frame(
 
 
 class PlanarStream(VideoStreamAv):
-    """The scene pass's reader: PyAV, frame-threaded. ``read`` returns each frame at the
-    detectors' size (PySceneDetect's auto-downscale width, 256 px and up), so the
-    ``SceneManager`` scales nothing. Full-size frames whose numbers ``wanted`` accepts
-    (set by the consumer) are kept as ``Picture``s until ``take`` collects them on the
-    detector thread."""
+    """The scene pass's reader: PyAV, with ``decode_threads`` decoding threads. ``read``
+    returns each frame at the detectors' size (PySceneDetect's auto-downscale width,
+    256 px and up), so the ``SceneManager`` scales nothing. Full-size frames whose
+    numbers ``wanted`` accepts (set by the consumer) are kept as ``Picture``s until
+    ``take`` collects them on the detector thread.
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path, threading_mode="AUTO")
+    One decoding thread is the default; 0 leaves the count to FFmpeg. Frame threads
+    keep more frames in flight and cost CPU to do it: on 2 CPUs, decoding the 720p
+    bench clip took 1.15 CPU-s on one thread against 1.4-1.9 with FFmpeg's own
+    count, for 0.1 s less wall time. Where transcription shares the CPUs, that CPU
+    is better spent on it (docs/benchmarks.md)."""
+
+    def __init__(self, path: str, decode_threads: int = 1) -> None:
+        # 0 leaves the count to FFmpeg (the CPUs, plus one).
+        super().__init__(path, threading_mode=None if decode_threads == 1 else "AUTO")
+        self._video_stream.thread_count = max(0, decode_threads)
         self._full: dict[int, Picture] = {}
         self._lock = threading.Lock()
         self.wanted: Callable[[int], bool] = lambda number: True
@@ -406,11 +414,13 @@ class SceneActivities:
         threshold: float,
         min_scene_len_frames: int,
         detector: str = "adaptive",
+        decode_threads: int = 1,
     ) -> None:
         self._workspaces = workspaces
         self._threshold = threshold
         self._min_scene_len_frames = min_scene_len_frames
         self._detector = detector
+        self._decode_threads = decode_threads
 
     @activity.defn(name="detect_scenes")
     def detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
@@ -428,7 +438,7 @@ class SceneActivities:
         cuts and key frames found before it."""
         path = self._workspaces.file(input.workspace, input.media_file)
         try:
-            video = PlanarStream(str(path))
+            video = PlanarStream(str(path), self._decode_threads)
         except (VideoOpenFailure, OSError) as exc:
             raise ApplicationError(
                 f"scenes: the video cannot be opened for decoding ({exc})",

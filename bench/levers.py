@@ -36,7 +36,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.frames import FrameActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
 from activities.scenes import SceneActivities
-from activities.transcribe import TranscribeActivities
+from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
 from activities.workspace import Workspaces
 from bench.pipeline import SIZES, wer
 from models.pipeline import (
@@ -48,7 +48,7 @@ from models.pipeline import (
     WorkspaceRef,
 )
 from reelscope.sample import SampleSpec, make_sample
-from reelscope.settings import Settings
+from reelscope.settings import Settings, usable_cpus
 from worker import Models
 
 ROWS: list[str] = []
@@ -62,6 +62,18 @@ def timed(runs: int, work: Callable[[], Any]) -> tuple[float, Any]:
         result = work()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
+
+
+def cpu_timed(runs: int, work: Callable[[], Any]) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (this process, all threads) of
+    ``runs`` calls."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        cpu, started = time.process_time(), time.perf_counter()
+        work()
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def row(lever: str, off: str, on: str, t_off: float, t_on: float, note: str = "") -> None:
@@ -100,9 +112,17 @@ def main() -> None:
     ref = WorkspaceRef(job_id="job-levers", item_index=0)
     shutil.copy(clip, workspaces.create(ref) / "media.mp4")
     env = ActivityEnvironment()
-    scenes_activity = SceneActivities(
-        workspaces, settings.scene_threshold, settings.min_scene_len_frames
-    ).detect_scenes
+
+    def scene_pass(decode_threads: int) -> Callable[..., Any]:
+        return SceneActivities(
+            workspaces,
+            settings.scene_threshold,
+            settings.min_scene_len_frames,
+            settings.scene_detector,
+            decode_threads,
+        ).detect_scenes
+
+    scenes_activity = scene_pass(settings.scene_decode_threads)
     transcribe = TranscribeActivities(
         workspaces, models.whisper, settings.whisper_beam_size
     ).transcribe_audio
@@ -179,16 +199,25 @@ def main() -> None:
     # Transcription beside the vision path (2 CPUs: they share them).
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 
-    def vision(ocr_keyframes: Callable[..., Any] = ocr) -> None:
-        env.run(ocr_keyframes, OcrInput(workspace=ref, keyframes=one_pass()))
+    def vision(
+        ocr_keyframes: Callable[..., Any] = ocr, scenes: Callable[..., Any] = scenes_activity
+    ) -> None:
+        found = env.run(
+            scenes, DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True)
+        )
+        env.run(ocr_keyframes, OcrInput(workspace=ref, keyframes=found.keyframes or []))
 
-    def speech() -> None:
-        env.run(transcribe, TranscribeInput(workspace=ref, media_file="media.mp4"))
+    def speech(asr: Callable[..., Any] = transcribe) -> None:
+        env.run(asr, TranscribeInput(workspace=ref, media_file="media.mp4"))
 
-    def beside(ocr_keyframes: Callable[..., Any] = ocr) -> None:
-        thread = threading.Thread(target=speech)
+    def beside(
+        ocr_keyframes: Callable[..., Any] = ocr,
+        scenes: Callable[..., Any] = scenes_activity,
+        asr: Callable[..., Any] = transcribe,
+    ) -> None:
+        thread = threading.Thread(target=speech, args=(asr,))
         thread.start()
-        vision(ocr_keyframes)
+        vision(ocr_keyframes, scenes)
         thread.join()
 
     def serial() -> None:
@@ -198,6 +227,55 @@ def main() -> None:
     t_serial, _ = timed(runs, serial)
     t_beside, _ = timed(runs, beside)
     row("transcription beside the vision path", "one after the other", "beside", t_serial, t_beside)
+
+    # Thread counts for a job's two paths, which share the CPUs: FFmpeg's own count of
+    # decoding threads and Whisper on every CPU (Reelscope's defaults until session 5),
+    # against one decoding thread and Whisper on half the CPUs.
+    everything = WhisperSettings(
+        default_model=settings.whisper_model,
+        models=settings.whisper_models,
+        compute_type=settings.whisper_compute_type,
+        beam_size=settings.whisper_beam_size,
+        threads=usable_cpus(),
+    )
+    greedy_whisper = WhisperModels(everything)
+    greedy_whisper.get(None)
+    greedy_asr = TranscribeActivities(
+        workspaces, greedy_whisper, settings.whisper_beam_size
+    ).transcribe_audio
+    ffmpeg_threads = scene_pass(0)
+    splits = {
+        "FFmpeg's decoding threads, Whisper on all CPUs": (ffmpeg_threads, greedy_asr),
+        "one decoding thread, Whisper on all CPUs": (scenes_activity, greedy_asr),
+        "FFmpeg's decoding threads, Whisper on half": (ffmpeg_threads, transcribe),
+    }
+    base_name = next(iter(splits))
+    t_split, cpu_split = {}, {}
+    for name, (scenes, asr) in splits.items():
+        t_split[name], cpu_split[name] = cpu_timed(runs, partial(beside, ocr, scenes, asr))
+    t_ours, cpu_ours = cpu_timed(runs, beside)
+    labels = {
+        "one decoding thread, Whisper on all CPUs": "scene pass on one decoding thread",
+        "FFmpeg's decoding threads, Whisper on half": "Whisper on half the CPUs",
+    }
+    for name, lever in labels.items():
+        row(
+            lever,
+            base_name,
+            name,
+            t_split[base_name],
+            t_split[name],
+            f"CPU {cpu_split[base_name]:.1f} → {cpu_split[name]:.1f} s; scene pass and OCR "
+            "beside transcription",
+        )
+    row(
+        "both (the defaults on 2 CPUs)",
+        base_name,
+        "one decoding thread, Whisper on half",
+        t_split[base_name],
+        t_ours,
+        f"CPU {cpu_split[base_name]:.1f} → {cpu_ours:.1f} s",
+    )
 
     # OCR detection size, and what it costs in small text.
     images = [cv2.imread(str(workspaces.file(ref, kf.image_file))) for kf in keyframes]

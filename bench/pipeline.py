@@ -95,7 +95,11 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         workspaces, models.whisper, settings.whisper_beam_size
     ).transcribe_audio
     scan = SceneActivities(
-        workspaces, settings.scene_threshold, settings.min_scene_len_frames
+        workspaces,
+        settings.scene_threshold,
+        settings.min_scene_len_frames,
+        settings.scene_detector,
+        settings.scene_decode_threads,
     ).detect_scenes
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 

@@ -79,7 +79,11 @@ class Reelscope:
         try:
             scenes = env.run(
                 SceneActivities(
-                    workspaces, s.scene_threshold, s.min_scene_len_frames
+                    workspaces,
+                    s.scene_threshold,
+                    s.min_scene_len_frames,
+                    s.scene_detector,
+                    s.scene_decode_threads,
                 ).detect_scenes,
                 DetectScenesInput(workspace=ref, media_file=name, keyframes=True),
             )

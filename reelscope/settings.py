@@ -19,9 +19,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BUNDLED_WHISPER_MODEL = "tiny.en"
 
 
-def _cores() -> int:
+def usable_cpus() -> int:
     """CPUs this process may use, at most 8 (past that, one call gains little)."""
     return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def _whisper_threads() -> int:
+    """Half the CPUs: transcription runs beside the scene pass, which needs the rest."""
+    return max(1, usable_cpus() // 2)
+
+
+def _decode_threads() -> int:
+    """The CPUs transcription and the scene detectors' own thread leave, at least one."""
+    return max(1, usable_cpus() - _whisper_threads() - 1)
 
 
 class Settings(BaseSettings):
@@ -119,13 +129,20 @@ class Settings(BaseSettings):
     )
     scene_threshold: float = Field(27.0, description="ContentDetector threshold.")
     min_scene_len_frames: int = 15
+    scene_decode_threads: int = Field(
+        default_factory=_decode_threads,
+        ge=0,
+        description="FFmpeg threads decoding video in the scene pass; default: the CPUs "
+        "(of at most 8) that transcription and the detectors leave, at least 1; 0: FFmpeg's "
+        "own count.",
+    )
 
     # OCR.
     ocr_engine: Literal["paddleocr", "rapidocr"] = "paddleocr"
     ocr_det_limit_side_len: int = Field(960, description="Detection input cap, long side, px.")
     ocr_rec_score_thresh: float = 0.5
     ocr_threads: int = Field(
-        default_factory=_cores,
+        default_factory=usable_cpus,
         description="ONNX Runtime threads per OCR call; default: the CPUs, at most 8.",
     )
     ocr_det_model_name: str = "PP-OCRv6_small_det"
@@ -155,8 +172,9 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 1
     whisper_threads: int = Field(
-        default_factory=_cores,
-        description="CTranslate2 threads per transcription; default: the CPUs, at most 8.",
+        default_factory=_whisper_threads,
+        description="CTranslate2 threads per transcription; default: half the CPUs (of at "
+        "most 8), at least 1.",
     )
 
     # API access.

@@ -96,6 +96,31 @@ def test_the_scene_pass_writes_one_keyframe_per_scene_from_that_scene(
     assert env.heartbeats[-1].resume["keyframes"][0]["image_file"] == result.keyframes[0].image_file
 
 
+@pytest.mark.parametrize("decode_threads", [0, 3])
+def test_decoding_threads_change_nothing_but_the_cpu_spent(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, decode_threads: int
+) -> None:
+    """One decoding thread (the default on small machines) and frame threads (FFmpeg's
+    own count, or a set one) find the same cuts and write the same key frames, pixel
+    for pixel: no frame is lost at the end of the file or reordered."""
+
+    def scene_pass(threads: int) -> tuple[list[tuple[int, int]], list[np.ndarray]]:
+        result = RecordingEnvironment().run(
+            SceneActivities(workspaces, 27.0, 15, decode_threads=threads).detect_scenes,
+            DetectScenesInput(workspace=ref, media_file=sample_in_workspace, keyframes=True),
+        )
+        assert result.keyframes is not None
+        images = [cv2.imread(str(workspaces.file(ref, k.image_file))) for k in result.keyframes]
+        return [(s.start_frame, s.end_frame) for s in result.scenes], images
+
+    one_scenes, one_images = scene_pass(1)
+    many_scenes, many_images = scene_pass(decode_threads)
+    assert many_scenes == one_scenes
+    assert len(one_images) == len(one_scenes)
+    for one, many in zip(one_images, many_images, strict=True):
+        assert np.array_equal(one, many)
+
+
 def test_the_scene_pass_keeps_the_keyframes_of_an_earlier_attempt(
     workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, sample_spec: SampleSpec
 ) -> None:

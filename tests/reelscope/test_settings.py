@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from reelscope import settings as settings_module
+from reelscope.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("cpus", "whisper", "decode", "ocr"),
+    [(1, 1, 1, 1), (2, 1, 1, 2), (4, 2, 1, 4), (8, 4, 3, 8), (32, 4, 3, 8)],
+)
+def test_thread_defaults_split_the_cpus_between_a_jobs_two_paths(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, whisper: int, decode: int, ocr: int
+) -> None:
+    """Transcription runs beside the scene pass: Whisper gets half the CPUs, decoding
+    what is left after the detectors' own thread. OCR runs after the scene pass and
+    gets them all. Counted on the CPUs this process may use, at most 8."""
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    for name in ("WHISPER_THREADS", "SCENE_DECODE_THREADS", "OCR_THREADS"):
+        monkeypatch.delenv(f"REELSCOPE_{name}", raising=False)
+    settings = Settings()
+    assert (settings.whisper_threads, settings.scene_decode_threads, settings.ocr_threads) == (
+        whisper,
+        decode,
+        ocr,
+    )
+
+
+def test_thread_counts_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELSCOPE_WHISPER_THREADS", "6")
+    monkeypatch.setenv("REELSCOPE_SCENE_DECODE_THREADS", "0")
+    settings = Settings()
+    assert (settings.whisper_threads, settings.scene_decode_threads) == (6, 0)
+    monkeypatch.setenv("REELSCOPE_SCENE_DECODE_THREADS", "-1")
+    with pytest.raises(ValueError, match="scene_decode_threads"):
+        Settings()
