@@ -21,6 +21,7 @@ it: 2.2 of 5.6 CPU seconds for a 60 s 1080p clip.
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -213,25 +214,30 @@ def split_frame(
 
 
 class PlanarStream(VideoStreamAv):
-    """The scene pass's reader: PyAV, with ``decode_threads`` decoding threads. ``read``
-    returns each frame at the detectors' size (PySceneDetect's auto-downscale width,
-    256 px and up), so the ``SceneManager`` scales nothing. Full-size frames whose
-    numbers ``wanted`` accepts (set by the consumer) are kept as ``Picture``s until
-    ``take`` collects them on the detector thread.
+    """The scene pass's reader: PyAV, on one decoding thread unless ``decode_on`` sets
+    more. ``read`` returns each frame at the detectors' size (PySceneDetect's
+    auto-downscale width, 256 px and up), so the ``SceneManager`` scales nothing.
+    Full-size frames whose numbers ``wanted`` accepts (set by the consumer) are kept
+    as ``Picture``s until ``take`` collects them on the detector thread."""
 
-    One decoding thread is the default; 0 leaves the count to FFmpeg. Frame threads
-    keep more frames in flight and cost CPU to do it: on 2 CPUs, decoding the 720p
-    bench clip took 1.15 CPU-s on one thread against 1.4-1.9 with FFmpeg's own
-    count, for 0.1 s less wall time. Where transcription shares the CPUs, that CPU
-    is better spent on it (docs/benchmarks.md)."""
-
-    def __init__(self, path: str, decode_threads: int = 1) -> None:
-        # 0 leaves the count to FFmpeg (the CPUs, plus one).
-        super().__init__(path, threading_mode=None if decode_threads == 1 else "AUTO")
-        self._video_stream.thread_count = max(0, decode_threads)
+    def __init__(self, path: str) -> None:
+        # Frame threading as PySceneDetect sets it up (its end-of-file check included),
+        # with one thread until ``decode_on`` says otherwise.
+        super().__init__(path, threading_mode="AUTO")
+        self._video_stream.thread_count = 1
         self._full: dict[int, Picture] = {}
         self._lock = threading.Lock()
         self.wanted: Callable[[int], bool] = lambda number: True
+
+    def decode_on(self, threads: int) -> None:
+        """Before the first read: decode on ``threads`` threads, 0 for FFmpeg's own
+        count (the CPUs, plus one)."""
+        self._video_stream.thread_count = max(0, threads)
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """Width and height as decoded, before any display rotation."""
+        return self._codec_context.width, self._codec_context.height
 
     def _small_size(self, turns: int) -> tuple[int, int]:
         """Coded width and height for the detectors: the upright picture's width brought
@@ -407,6 +413,26 @@ def spans_from_cuts(cuts: list[int], total_frames: int, fps: float) -> list[Scen
     ]
 
 
+#: Pixels per second of video given to each decoding thread while transcription runs
+#: beside the scene pass. Frame threads cost CPU (decoding the 720p bench clip took
+#: 1.15 CPU-s on one thread, 1.4-1.9 on FFmpeg's 3), which transcription could use;
+#: but a large picture on one thread makes the scene pass outlast transcription, and a
+#: CPU then waits. On 2 CPUs, through the API: 720p at 30 fps (27.6 M/s) was fastest
+#: on one thread, 1080p at 30 fps (62.2 M/s) on two (docs/benchmarks.md).
+PIXELS_PER_DECODE_THREAD = 32e6
+
+
+def decode_threads(
+    most: int, width: int, height: int, fps: float, transcription_beside: bool
+) -> int:
+    """Threads to decode a video on in the scene pass, at most ``most`` (0: FFmpeg's
+    own count). With no transcription beside it, the scene pass takes them all."""
+    if most <= 0 or not transcription_beside:
+        return max(0, most)
+    wanted = math.ceil(width * height * fps / PIXELS_PER_DECODE_THREAD)
+    return max(1, min(most, wanted))
+
+
 class SceneActivities:
     def __init__(
         self,
@@ -416,6 +442,8 @@ class SceneActivities:
         detector: str = "adaptive",
         decode_threads: int = 1,
     ) -> None:
+        """``decode_threads``: the most threads that decode one video (see
+        ``decode_threads``); 0 leaves the count to FFmpeg."""
         self._workspaces = workspaces
         self._threshold = threshold
         self._min_scene_len_frames = min_scene_len_frames
@@ -438,7 +466,7 @@ class SceneActivities:
         cuts and key frames found before it."""
         path = self._workspaces.file(input.workspace, input.media_file)
         try:
-            video = PlanarStream(str(path), self._decode_threads)
+            video = PlanarStream(str(path))
         except (VideoOpenFailure, OSError) as exc:
             raise ApplicationError(
                 f"scenes: the video cannot be opened for decoding ({exc})",
@@ -446,6 +474,9 @@ class SceneActivities:
                 non_retryable=True,
             ) from None
         fps = float(video.frame_rate)
+        video.decode_on(
+            decode_threads(self._decode_threads, *video.coded_size, fps, input.transcription_beside)
+        )
         total = video.duration.frame_num if video.duration is not None else None
         min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []

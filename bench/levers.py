@@ -230,7 +230,8 @@ def main() -> None:
 
     # Thread counts for a job's two paths, which share the CPUs: FFmpeg's own count of
     # decoding threads and Whisper on every CPU (Reelscope's defaults until session 5),
-    # against one decoding thread and Whisper on half the CPUs.
+    # against one decoding thread (what the defaults give this clip beside
+    # transcription) and Whisper on half the CPUs.
     everything = WhisperSettings(
         default_model=settings.whisper_model,
         models=settings.whisper_models,
@@ -246,7 +247,7 @@ def main() -> None:
     ffmpeg_threads = scene_pass(0)
     splits = {
         "FFmpeg's decoding threads, Whisper on all CPUs": (ffmpeg_threads, greedy_asr),
-        "one decoding thread, Whisper on all CPUs": (scenes_activity, greedy_asr),
+        "one decoding thread, Whisper on all CPUs": (scene_pass(1), greedy_asr),
         "FFmpeg's decoding threads, Whisper on half": (ffmpeg_threads, transcribe),
     }
     base_name = next(iter(splits))
@@ -269,7 +270,7 @@ def main() -> None:
             "beside transcription",
         )
     row(
-        "both (the defaults on 2 CPUs)",
+        "both (the defaults, for this clip)",
         base_name,
         "one decoding thread, Whisper on half",
         t_split[base_name],

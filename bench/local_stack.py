@@ -79,15 +79,27 @@ class LocalStack:
                 await asyncio.sleep(0.2)
         return self
 
-    async def start_worker(self, nice: int = 0) -> None:
-        """One worker process; returns once it polls."""
+    async def start_worker(
+        self, nice: int = 0, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """One worker process, with ``env`` on top of the stack's worker settings;
+        returns it once it polls."""
         ready = self.work / f"worker-{len(self.processes)}.ready"
         process = self._spawn(
-            [sys.executable, "worker.py", "--ready-file", str(ready)], self.worker_env, nice
+            [sys.executable, "worker.py", "--ready-file", str(ready)],
+            {**self.worker_env, **(env or {})},
+            nice,
         )
         while not ready.exists():
             assert process.poll() is None, "the worker exited while starting"
             await asyncio.sleep(0.2)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop one of the stack's processes and wait for it."""
+        process.terminate()
+        process.wait(timeout=30)
+        self.processes.remove(process)
 
     async def __aexit__(
         self,

@@ -158,6 +158,11 @@ class DetectScenesInput(BaseModel):
         description="Also pick and write each scene's key frame in the same decode "
         "(``extract_keyframes`` then has nothing left to do).",
     )
+    transcription_beside: bool = Field(
+        True,
+        description="Whether the item's transcription runs at the same time; the worker "
+        "sizes its decoding threads by it.",
+    )
 
 
 class SceneSpan(BaseModel):

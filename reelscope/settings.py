@@ -29,11 +29,6 @@ def _whisper_threads() -> int:
     return max(1, usable_cpus() // 2)
 
 
-def _decode_threads() -> int:
-    """The CPUs transcription and the scene detectors' own thread leave, at least one."""
-    return max(1, usable_cpus() - _whisper_threads() - 1)
-
-
 class Settings(BaseSettings):
     """Configuration shared by the API, the worker and the embedded stack."""
 
@@ -130,11 +125,11 @@ class Settings(BaseSettings):
     scene_threshold: float = Field(27.0, description="ContentDetector threshold.")
     min_scene_len_frames: int = 15
     scene_decode_threads: int = Field(
-        default_factory=_decode_threads,
+        default_factory=usable_cpus,
         ge=0,
-        description="FFmpeg threads decoding video in the scene pass; default: the CPUs "
-        "(of at most 8) that transcription and the detectors leave, at least 1; 0: FFmpeg's "
-        "own count.",
+        description="Most FFmpeg threads decoding one video in the scene pass; default: "
+        "the CPUs, at most 8. Beside transcription a video gets one per 32 M pixels a "
+        "second (720p30: 1, 1080p30: 2); 0: FFmpeg's own count.",
     )
 
     # OCR.

@@ -385,7 +385,10 @@ class MediaItemWorkflow:
                 Stage.SCENES,
                 "detect_scenes",
                 DetectScenesInput(
-                    workspace=ref, media_file=download.media_file, keyframes=one_pass
+                    workspace=ref,
+                    media_file=download.media_file,
+                    keyframes=one_pass,
+                    transcription_beside=stages.transcript and probe.metadata.has_audio,
                 ),
                 DetectScenesResult,
                 policies.SCENES,

@@ -13,6 +13,7 @@ from activities.scenes import (
     Picture,
     PlanarStream,
     SceneActivities,
+    decode_threads,
     spans_from_cuts,
 )
 from activities.workspace import Workspaces
@@ -96,9 +97,18 @@ def test_the_scene_pass_writes_one_keyframe_per_scene_from_that_scene(
     assert env.heartbeats[-1].resume["keyframes"][0]["image_file"] == result.keyframes[0].image_file
 
 
-@pytest.mark.parametrize("decode_threads", [0, 3])
+def test_decoding_threads_grow_with_the_picture_beside_transcription() -> None:
+    assert decode_threads(8, 1280, 720, 30.0, transcription_beside=True) == 1
+    assert decode_threads(8, 1920, 1080, 30.0, transcription_beside=True) == 2
+    assert decode_threads(8, 3840, 2160, 60.0, transcription_beside=True) == 8
+    assert decode_threads(1, 1920, 1080, 30.0, transcription_beside=True) == 1
+    assert decode_threads(4, 640, 360, 30.0, transcription_beside=False) == 4
+    assert decode_threads(0, 1920, 1080, 30.0, transcription_beside=True) == 0
+
+
+@pytest.mark.parametrize("many", [0, 3])
 def test_decoding_threads_change_nothing_but_the_cpu_spent(
-    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, decode_threads: int
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, many: int
 ) -> None:
     """One decoding thread (the default on small machines) and frame threads (FFmpeg's
     own count, or a set one) find the same cuts and write the same key frames, pixel
@@ -107,14 +117,20 @@ def test_decoding_threads_change_nothing_but_the_cpu_spent(
     def scene_pass(threads: int) -> tuple[list[tuple[int, int]], list[np.ndarray]]:
         result = RecordingEnvironment().run(
             SceneActivities(workspaces, 27.0, 15, decode_threads=threads).detect_scenes,
-            DetectScenesInput(workspace=ref, media_file=sample_in_workspace, keyframes=True),
+            # Alone, the scene pass decodes on all the threads it may use.
+            DetectScenesInput(
+                workspace=ref,
+                media_file=sample_in_workspace,
+                keyframes=True,
+                transcription_beside=False,
+            ),
         )
         assert result.keyframes is not None
         images = [cv2.imread(str(workspaces.file(ref, k.image_file))) for k in result.keyframes]
         return [(s.start_frame, s.end_frame) for s in result.scenes], images
 
     one_scenes, one_images = scene_pass(1)
-    many_scenes, many_images = scene_pass(decode_threads)
+    many_scenes, many_images = scene_pass(many)
     assert many_scenes == one_scenes
     assert len(one_images) == len(one_scenes)
     for one, many in zip(one_images, many_images, strict=True):

@@ -8,14 +8,14 @@ from reelscope.settings import Settings
 
 @pytest.mark.parametrize(
     ("cpus", "whisper", "decode", "ocr"),
-    [(1, 1, 1, 1), (2, 1, 1, 2), (4, 2, 1, 4), (8, 4, 3, 8), (32, 4, 3, 8)],
+    [(1, 1, 1, 1), (2, 1, 2, 2), (4, 2, 4, 4), (8, 4, 8, 8), (32, 4, 8, 8)],
 )
 def test_thread_defaults_split_the_cpus_between_a_jobs_two_paths(
     monkeypatch: pytest.MonkeyPatch, cpus: int, whisper: int, decode: int, ocr: int
 ) -> None:
-    """Transcription runs beside the scene pass: Whisper gets half the CPUs, decoding
-    what is left after the detectors' own thread. OCR runs after the scene pass and
-    gets them all. Counted on the CPUs this process may use, at most 8."""
+    """Transcription runs beside the scene pass, so Whisper gets half the CPUs. The
+    scene pass may decode on all of them (how many it takes depends on the video) and
+    OCR, after it, uses them all. Counted on the CPUs this process may use, at most 8."""
     monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: set(range(cpus)))
     for name in ("WHISPER_THREADS", "SCENE_DECODE_THREADS", "OCR_THREADS"):
         monkeypatch.delenv(f"REELSCOPE_{name}", raising=False)
