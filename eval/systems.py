@@ -85,7 +85,10 @@ class Reelscope:
                     s.scene_detector,
                     s.scene_decode_threads,
                 ).detect_scenes,
-                DetectScenesInput(workspace=ref, media_file=name, keyframes=True),
+                # The stages run one after another here, so nothing runs beside it.
+                DetectScenesInput(
+                    workspace=ref, media_file=name, keyframes=True, transcription_beside=False
+                ),
             )
             keyframes = scenes.keyframes or []
             ocr = env.run(
