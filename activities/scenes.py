@@ -243,7 +243,7 @@ class PlanarStream(VideoStreamAv):
         """Coded width and height for the detectors: the upright picture's width brought
         to PySceneDetect's downscale width, then even (and the height a multiple of 4),
         as I420 needs."""
-        width, height = self._codec_context.width, self._codec_context.height
+        width, height = self.coded_size
         factor = compute_downscale_factor(height if turns % 2 else width)
         return (
             max(2, round(width / factor) // 2 * 2),

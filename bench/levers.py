@@ -36,7 +36,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.frames import FrameActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
 from activities.scenes import SceneActivities
-from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
+from activities.transcribe import TranscribeActivities
 from activities.workspace import Workspaces
 from bench.pipeline import SIZES, wer
 from models.pipeline import (
@@ -232,14 +232,7 @@ def main() -> None:
     # decoding threads and Whisper on every CPU (Reelscope's defaults until session 5),
     # against one decoding thread (what the defaults give this clip beside
     # transcription) and Whisper on half the CPUs.
-    everything = WhisperSettings(
-        default_model=settings.whisper_model,
-        models=settings.whisper_models,
-        compute_type=settings.whisper_compute_type,
-        beam_size=settings.whisper_beam_size,
-        threads=usable_cpus(),
-    )
-    greedy_whisper = WhisperModels(everything)
+    greedy_whisper = Models(settings.model_copy(update={"whisper_threads": usable_cpus()})).whisper
     greedy_whisper.get(None)
     greedy_asr = TranscribeActivities(
         workspaces, greedy_whisper, settings.whisper_beam_size
