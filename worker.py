@@ -72,7 +72,8 @@ class Models:
             OcrSettings(
                 det_limit_side_len=settings.ocr_det_limit_side_len,
                 rec_score_thresh=settings.ocr_rec_score_thresh,
-                threads=settings.ocr_threads,
+                threads=max(1, settings.ocr_threads // settings.ocr_frames_at_once),
+                frames_at_once=settings.ocr_frames_at_once,
                 det_model_name=settings.ocr_det_model_name,
                 rec_model_name=settings.ocr_rec_model_name,
                 det_model_dir=settings.ocr_det_model_dir,
@@ -94,7 +95,7 @@ class Models:
     def preload(self) -> None:
         """Load the default models now, so the first job does not pay for it."""
         self.whisper.get(None)
-        self.ocr.get(None)
+        self.ocr.preload()
 
 
 @activity.defn(name=PING_ACTIVITY)

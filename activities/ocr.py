@@ -1,16 +1,23 @@
 """OCR of key frames. The engine sits behind ``OcrEngine``: PaddleOCR by default
 (on ONNX Runtime, no paddlepaddle), RapidOCR selectable; both run PaddleOCR's PP-OCR
-models, loaded once per worker process."""
+models, loaded once per worker process.
+
+A stage reads several key frames at once, each on an engine of its own with few ONNX
+Runtime threads, rather than one frame at a time on every thread: the detector's many
+small layers keep threads waiting on each other, and frames do not (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,14 @@ from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage, TextLine
-from models.pipeline import ActivityProgress, FrameText, OcrInput, OcrResult
+from models.pipeline import (
+    ActivityProgress,
+    FrameText,
+    KeyframeFile,
+    OcrInput,
+    OcrResult,
+    WorkspaceRef,
+)
 
 ENGINES = ("paddleocr", "rapidocr")
 
@@ -35,7 +49,10 @@ class OcrSettings:
 
     det_limit_side_len: int = 960
     rec_score_thresh: float = 0.5
-    threads: int = 2
+    #: ONNX Runtime threads of one engine, which reads one frame at a time.
+    threads: int = 1
+    #: Engines of each kind, so key frames read at once.
+    frames_at_once: int = 2
     det_model_name: str = "PP-OCRv6_small_det"
     rec_model_name: str = "PP-OCRv6_small_rec"
     det_model_dir: Path | None = None
@@ -213,16 +230,62 @@ class RapidOcrEngine(OcrEngine):
         ]
 
 
+class EnginePool(OcrEngine):
+    """Up to ``size`` engines of one kind, built as needed. ``read`` may be called from
+    several threads: each call has an engine to itself while it reads, so no engine is
+    ever used by two threads at once, and at most ``size`` frames are read at a time
+    (concurrent OCR stages of a worker share the pool)."""
+
+    def __init__(self, name: str, build: Callable[[], OcrEngine], size: int) -> None:
+        self.name = name
+        self.size = max(1, size)
+        self.engines: list[OcrEngine] = []
+        self._build = build
+        self._idle: queue.SimpleQueue[OcrEngine] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def fill(self) -> None:
+        """Build every engine now, so the first frames read at once do not wait."""
+        for engine in [self._take() for _ in range(self.size)]:
+            self._idle.put(engine)
+
+    def _take(self) -> OcrEngine:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            # Built under the lock: building amends PaddleX's session options for a while.
+            if len(self.engines) < self.size:
+                engine = self._build()
+                self.engines.append(engine)
+                return engine
+        return self._idle.get()
+
+    def read(self, image: np.ndarray) -> list[RecognizedLine]:
+        engine = self._take()
+        try:
+            return engine.read(image)
+        finally:
+            self._idle.put(engine)
+
+
 class OcrEngines:
-    """Engines built once per worker process, on first use or by ``preload``."""
+    """Engine pools built once per worker process, on first use or by ``preload``."""
 
     def __init__(self, settings: OcrSettings, default: str) -> None:
         self._settings = settings
         self.default = default
-        self._engines: dict[str, OcrEngine] = {}
+        self.frames_at_once = max(1, settings.frames_at_once)
+        self._pools: dict[str, EnginePool] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str | None) -> OcrEngine:
+        """Engine ``name`` (default: the worker's): a pool that ``frames_at_once``
+        threads may read from at once."""
+        return self._pool(name)
+
+    def _pool(self, name: str | None) -> EnginePool:
         name = name or self.default
         if name not in ENGINES:
             raise ApplicationError(
@@ -231,10 +294,16 @@ class OcrEngines:
                 non_retryable=True,
             )
         with self._lock:
-            if name not in self._engines:
+            if name not in self._pools:
                 engine_cls = PaddleOcrEngine if name == "paddleocr" else RapidOcrEngine
-                self._engines[name] = engine_cls(self._settings)
-            return self._engines[name]
+                self._pools[name] = EnginePool(
+                    name, partial(engine_cls, self._settings), self.frames_at_once
+                )
+            return self._pools[name]
+
+    def preload(self) -> None:
+        """Build every engine of the default kind now."""
+        self._pool(None).fill()
 
 
 #: Key frames are compared on a grey thumbnail this wide ...
@@ -266,6 +335,31 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
     return float(blocks.max()) <= SAME_PICTURE_DIFF
 
 
+def frame_text(keyframe: KeyframeFile, read: list[RecognizedLine]) -> FrameText:
+    return FrameText(
+        scene_index=keyframe.scene_index,
+        lines=[
+            TextLine(
+                text=line.text,
+                confidence=round(line.confidence, 4),
+                box=[[round(x, 1), round(y, 1)] for x, y in line.box],
+                time_s=keyframe.keyframe.time_s,
+            )
+            for line in read
+        ],
+    )
+
+
+@dataclass(eq=False)
+class _Picture:
+    """A key frame whose picture no earlier one showed, the key frames after it that
+    show it again while it is being read, and its lines once read."""
+
+    first: KeyframeFile
+    again: list[KeyframeFile]
+    lines: list[RecognizedLine] | None = None
+
+
 class OcrActivities:
     def __init__(self, workspaces: Workspaces, engines: OcrEngines) -> None:
         self._workspaces = workspaces
@@ -279,7 +373,8 @@ class OcrActivities:
 
     def _ocr_keyframes(self, input: OcrInput) -> OcrResult:
         """Read the text on each key frame. A retry keeps the frames already read."""
-        report(ActivityProgress(stage=Stage.OCR, total=len(input.keyframes), unit="frames"))
+        total = len(input.keyframes)
+        report(ActivityProgress(stage=Stage.OCR, total=total, unit="frames"))
         engine = self._engines.get(input.engine)
         frames: list[FrameText] = []
         previous = resumed(Stage.OCR)
@@ -287,46 +382,23 @@ class OcrActivities:
             frames = [FrameText.model_validate(f) for f in previous.resume.get("frames", [])]
             log().info("ocr.resumed", frames_done=len(frames))
         done = {f.scene_index for f in frames}
-        # Scenes that show the same picture (a presenter's slide after a cutaway, a
-        # title card shown twice) are read once.
-        seen: deque[tuple[np.ndarray, list[RecognizedLine]]] = deque(maxlen=REMEMBERED_FRAMES)
+        todo = [kf for kf in input.keyframes if kf.scene_index not in done]
         reused = 0
-        for position, keyframe in enumerate(input.keyframes):
-            if keyframe.scene_index in done:
-                continue
-            image = cv2.imread(str(self._workspaces.file(input.workspace, keyframe.image_file)))
-            if image is None:
-                raise ApplicationError(
-                    f"ocr: key frame {keyframe.image_file} is missing or unreadable",
-                    type=ErrorKind.INTERNAL,
+        # Closed at once if this thread raises (a cancel), which stops the readers.
+        with closing(self._read(engine, input.workspace, todo)) as pictures:
+            for keyframes, read, again in pictures:
+                reused += again
+                frames += [frame_text(keyframe, read) for keyframe in keyframes]
+                report(
+                    ActivityProgress(
+                        stage=Stage.OCR,
+                        fraction=len(frames) / total,
+                        done=len(frames),
+                        total=total,
+                        unit="frames",
+                        resume={"frames": [f.model_dump() for f in frames]},
+                    )
                 )
-            thumb = thumbnail(image)
-            read = next((lines for other, lines in seen if same_picture(thumb, other)), None)
-            if read is None:
-                read = engine.read(image)
-                seen.append((thumb, read))
-            else:
-                reused += 1
-            lines = [
-                TextLine(
-                    text=line.text,
-                    confidence=round(line.confidence, 4),
-                    box=[[round(x, 1), round(y, 1)] for x, y in line.box],
-                    time_s=keyframe.keyframe.time_s,
-                )
-                for line in read
-            ]
-            frames.append(FrameText(scene_index=keyframe.scene_index, lines=lines))
-            report(
-                ActivityProgress(
-                    stage=Stage.OCR,
-                    fraction=(position + 1) / len(input.keyframes),
-                    done=position + 1,
-                    total=len(input.keyframes),
-                    unit="frames",
-                    resume={"frames": [f.model_dump() for f in frames]},
-                )
-            )
         frames.sort(key=lambda f: f.scene_index)
         log().info(
             "ocr.done",
@@ -336,3 +408,55 @@ class OcrActivities:
             lines=sum(len(f.lines) for f in frames),
         )
         return OcrResult(engine=engine.name, frames=frames)
+
+    def _read(
+        self, engine: OcrEngine, workspace: WorkspaceRef, keyframes: list[KeyframeFile]
+    ) -> Generator[tuple[list[KeyframeFile], list[RecognizedLine], int], None, None]:
+        """Reads the key frames, ``frames_at_once`` at a time on threads of their own,
+        and yields each picture's key frames with its lines and how many of those key
+        frames reused an earlier one's read, in the order reads finish.
+        Scenes that show the same picture (a presenter's slide after a cutaway, a title
+        card shown twice) are read once. Images are loaded on this thread, one ahead of
+        the readers, so only a few are held at a time."""
+        at_once = self._engines.frames_at_once
+        seen: deque[tuple[np.ndarray, _Picture]] = deque(maxlen=REMEMBERED_FRAMES)
+        reading: dict[Future[list[RecognizedLine]], _Picture] = {}
+        pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="ocr-frame")
+
+        def finished(
+            block: bool,
+        ) -> Iterator[tuple[list[KeyframeFile], list[RecognizedLine], int]]:
+            ready, _ = wait(reading, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            for future in ready:
+                picture = reading.pop(future)
+                picture.lines = future.result()
+                yield [picture.first, *picture.again], picture.lines, len(picture.again)
+
+        try:
+            for keyframe in keyframes:
+                image = cv2.imread(str(self._workspaces.file(workspace, keyframe.image_file)))
+                if image is None:
+                    raise ApplicationError(
+                        f"ocr: key frame {keyframe.image_file} is missing or unreadable",
+                        type=ErrorKind.INTERNAL,
+                    )
+                thumb = thumbnail(image)
+                earlier = next((p for other, p in seen if same_picture(thumb, other)), None)
+                if earlier is not None:
+                    if earlier.lines is None:
+                        earlier.again.append(keyframe)
+                    else:
+                        yield [keyframe], earlier.lines, 1
+                    continue
+                picture = _Picture(keyframe, [])
+                seen.append((thumb, picture))
+                while len(reading) > at_once:  # one waits, ready for the next free reader
+                    yield from finished(block=True)
+                reading[pool.submit(engine.read, image)] = picture
+                yield from finished(block=False)
+            while reading:
+                yield from finished(block=True)
+        finally:
+            for future in reading:
+                future.cancel()
+            pool.shutdown(wait=True)

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -305,16 +306,38 @@ def main() -> None:
         f"{settings.ocr_threads} threads",
         t_one_thread,
         results[960][0],
-        f"{len(images)} key frames",
+        f"{len(images)} key frames, one at a time",
+    )
+
+    # Key frames read at once, each on an engine of its own, against one engine with
+    # every thread reading them one at a time. Through the OCR stage, as a job runs it.
+    def ocr_stage(frames_at_once: int) -> Callable[..., Any]:
+        engines = Models(settings.model_copy(update={"ocr_frames_at_once": frames_at_once})).ocr
+        engines.preload()
+        return OcrActivities(workspaces, engines).ocr_keyframes
+
+    one_at_a_time, at_once = ocr_stage(1), ocr_stage(settings.ocr_frames_at_once)
+    read_all = OcrInput(workspace=ref, keyframes=keyframes)
+    env.run(one_at_a_time, read_all)
+    env.run(at_once, read_all)
+    t_one, cpu_one = cpu_timed(runs, lambda: env.run(one_at_a_time, read_all))
+    t_at_once, cpu_at_once = cpu_timed(runs, lambda: env.run(at_once, read_all))
+    same = env.run(one_at_a_time, read_all) == env.run(at_once, read_all)
+    per_frame = max(1, settings.ocr_threads // settings.ocr_frames_at_once)
+    row(
+        "OCR key frames read at once",
+        f"one at a time, on {settings.ocr_threads} threads",
+        f"{settings.ocr_frames_at_once} at once, {per_frame} thread(s) each",
+        t_one,
+        t_at_once,
+        f"CPU {cpu_one:.1f} → {cpu_at_once:.1f} s; same lines and boxes: {same}",
     )
 
     # ONNX Runtime's idle pool threads sleep rather than spin. What it changes shows
     # when the CPUs are shared: the vision path beside transcription, as a job runs.
     with mock.patch("activities.ocr.onnx_threads_that_sleep", contextlib.nullcontext):
-        spinning = OcrEngines(
-            OcrSettings(threads=settings.ocr_threads, cache_dir=work / "models"), "paddleocr"
-        )
-        spinning.get(None)
+        spinning = Models(settings).ocr
+        spinning.preload()
     spinning_ocr = OcrActivities(workspaces, spinning).ocr_keyframes
 
     t_spin, _ = timed(runs, lambda: beside(spinning_ocr))
@@ -342,7 +365,8 @@ def main() -> None:
     )
     engine = models.ocr.get(None)
     every = [cv2.imread(str(workspaces.file(ref, kf.image_file))) for kf in looped_kf]
-    t_every, _ = timed(runs, lambda: [engine.read(image) for image in every])
+    with ThreadPoolExecutor(models.ocr.frames_at_once) as readers:
+        t_every, _ = timed(runs, lambda: list(readers.map(engine.read, every)))
     t_once, _ = timed(runs, lambda: env.run(ocr, OcrInput(workspace=ref, keyframes=looped_kf)))
     row(
         "pictures shown again are read once",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from itertools import pairwise
 
 import cv2
@@ -12,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.frames import FrameActivities
 from activities.ocr import (
     ALLOW_SPINNING,
+    EnginePool,
     OcrActivities,
     OcrEngine,
     OcrEngines,
@@ -120,10 +122,14 @@ def onnx_sessions(root: object) -> list[onnxruntime.InferenceSession]:
 
 
 def test_paddle_ocr_sessions_let_idle_threads_sleep(models: Models) -> None:
-    sessions = onnx_sessions(models.ocr.get("paddleocr"))
-    assert len(sessions) == 2  # detection and recognition
-    for session in sessions:
-        assert session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == "0"
+    pool = models.ocr.get("paddleocr")
+    assert isinstance(pool, EnginePool)
+    assert len(pool.engines) == pool.size == models.ocr.frames_at_once  # built by preload
+    for engine in pool.engines:
+        sessions = onnx_sessions(engine)
+        assert len(sessions) == 2  # detection and recognition
+        for session in sessions:
+            assert session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == "0"
     # Only the engine's own sessions: PaddleX's runner is restored afterwards.
     from paddlex.inference.models.runners.onnxruntime_runner import ONNXRuntimeRunner
 
@@ -190,12 +196,15 @@ def test_reading_forward_gives_the_frames_a_seek_gives(
 
 
 class CountingEngines(OcrEngines):
-    """The real engines, counting the images they are given."""
+    """The real engines, counting the images they are given; ``frames_at_once`` may
+    differ from theirs."""
 
-    def __init__(self, real: OcrEngines) -> None:
+    def __init__(self, real: OcrEngines, frames_at_once: int | None = None) -> None:
         self.real = real
         self.default = real.default
+        self.frames_at_once = frames_at_once or real.frames_at_once
         self.reads = 0
+        self._count_lock = threading.Lock()
 
     def get(self, name: str | None) -> OcrEngine:
         engine = self.real.get(name)
@@ -205,10 +214,29 @@ class CountingEngines(OcrEngines):
             name = engine.name
 
             def read(self, image: np.ndarray) -> list[RecognizedLine]:
-                outer.reads += 1
+                with outer._count_lock:
+                    outer.reads += 1
                 return engine.read(image)
 
         return Counted()
+
+
+def test_frames_read_at_once_get_what_one_at_a_time_gets(
+    keyframes: list[KeyframeFile], workspaces: Workspaces, ref: WorkspaceRef, models: Models
+) -> None:
+    """The same engines, reading the sample's key frames one at a time and two at once
+    (each on an engine of its own): the same lines, box for box, for every scene."""
+    results = {}
+    for at_once in (1, 2):
+        env = RecordingEnvironment()
+        results[at_once] = env.run(
+            OcrActivities(workspaces, CountingEngines(models.ocr, at_once)).ocr_keyframes,
+            OcrInput(workspace=ref, keyframes=keyframes),
+        )
+        assert [b.done for b in env.heartbeats if b.done] == [1, 2, 3, 4]
+    assert results[2] == results[1]
+    assert [f.scene_index for f in results[2].frames] == [0, 1, 2, 3]
+    assert any(f.lines for f in results[2].frames)
 
 
 def test_a_picture_shown_again_is_read_once_and_a_changed_caption_is_read(

@@ -1,0 +1,147 @@
+"""How the OCR stage reads key frames at once, with a stand-in engine. The real engines
+reading at once are tested in test_frames_and_ocr.py; here the engine is a stub, so the
+tests can make reads finish out of order and fail on purpose."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from activities.ocr import EnginePool, OcrActivities, OcrEngine, OcrEngines, RecognizedLine
+from activities.workspace import Workspaces
+from models.jobs import KeyFrame
+from models.pipeline import KeyframeFile, OcrInput, WorkspaceRef
+from tests.activities.conftest import RecordingEnvironment
+
+#: Grey levels of the stand-in key frames: far enough apart that none looks like another.
+STEP = 24
+
+
+class ShadeReader(OcrEngine):
+    """Reads a flat grey frame as its shade number. Dark frames take longest, so reads
+    started first finish last. Records how many reads overlap, in all and per engine."""
+
+    name = "shades"
+
+    def __init__(self, overlap: Overlap, fail_on: int | None = None) -> None:
+        self.overlap = overlap
+        self.fail_on = fail_on
+        self.busy = False
+
+    def read(self, image: np.ndarray) -> list[RecognizedLine]:
+        shade = round(float(image.mean()) / STEP)
+        if self.busy:
+            self.overlap.shared_engine = True
+        self.busy = True
+        with self.overlap.lock:
+            self.overlap.now += 1
+            self.overlap.most = max(self.overlap.most, self.overlap.now)
+        try:
+            time.sleep(0.01 * (10 - shade))
+            if shade == self.fail_on:
+                raise RuntimeError(f"engine failed on shade {shade}")
+            return [RecognizedLine(text=f"shade {shade}", confidence=1.0, box=[[0, 0]] * 4)]
+        finally:
+            with self.overlap.lock:
+                self.overlap.now -= 1
+            self.busy = False
+
+
+class Overlap:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.shared_engine = False
+
+
+class StubEngines(OcrEngines):
+    def __init__(self, pool: EnginePool) -> None:
+        self.default = pool.name
+        self.frames_at_once = pool.size
+        self.pool = pool
+
+    def get(self, name: str | None) -> OcrEngine:
+        return self.pool
+
+
+def shade_keyframes(
+    workspaces: Workspaces, ref: WorkspaceRef, shades: list[int]
+) -> list[KeyframeFile]:
+    folder = workspaces.create(ref) / "keyframes"
+    folder.mkdir()
+    keyframes = []
+    for index, shade in enumerate(shades):
+        name = f"keyframes/scene-{index}.jpg"
+        cv2.imwrite(str(workspaces.file(ref, name)), np.full((72, 128, 3), shade * STEP, np.uint8))
+        keyframes.append(
+            KeyframeFile(
+                scene_index=index,
+                keyframe=KeyFrame(time_s=float(index), frame=index),
+                image_file=name,
+            )
+        )
+    return keyframes
+
+
+@pytest.mark.parametrize("at_once", [1, 2, 3])
+def test_each_scene_gets_its_own_frames_lines_however_reads_overlap(
+    workspaces: Workspaces, ref: WorkspaceRef, at_once: int
+) -> None:
+    """Eight key frames, the fifth and the last showing the second's picture again."""
+    shades = [1, 2, 3, 4, 2, 5, 6, 2]
+    keyframes = shade_keyframes(workspaces, ref, shades)
+    overlap = Overlap()
+    pool = EnginePool("shades", lambda: ShadeReader(overlap), at_once)
+    env = RecordingEnvironment()
+    result = env.run(
+        OcrActivities(workspaces, StubEngines(pool)).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    assert [f.scene_index for f in result.frames] == list(range(len(shades)))
+    assert [[line.text for line in f.lines] for f in result.frames] == [
+        [f"shade {shade}"] for shade in shades
+    ]
+    assert [f.lines[0].time_s for f in result.frames] == [float(i) for i in range(len(shades))]
+    # Six distinct pictures: each read once, on at most ``at_once`` engines at a time.
+    assert len(pool.engines) == min(at_once, 6)
+    assert overlap.most == min(at_once, 6)
+    assert not overlap.shared_engine
+    done = [b.done for b in env.heartbeats if b.done]
+    assert done == sorted(done) and done[-1] == len(shades)
+    assert env.heartbeats[-1].resume["frames"][-1]["scene_index"] in range(len(shades))
+
+
+def test_a_failed_read_fails_the_stage_and_stops_its_readers(
+    workspaces: Workspaces, ref: WorkspaceRef
+) -> None:
+    keyframes = shade_keyframes(workspaces, ref, [1, 2, 3, 4, 5, 6])
+    overlap = Overlap()
+    pool = EnginePool("shades", lambda: ShadeReader(overlap, fail_on=3), 2)
+    with pytest.raises(RuntimeError, match="shade 3"):
+        RecordingEnvironment().run(
+            OcrActivities(workspaces, StubEngines(pool)).ocr_keyframes,
+            OcrInput(workspace=ref, keyframes=keyframes),
+        )
+    assert overlap.now == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("ocr-frame")]
+
+
+def test_a_pool_builds_engines_only_when_reads_overlap() -> None:
+    built = []
+
+    def build() -> OcrEngine:
+        built.append(ShadeReader(Overlap()))
+        return built[-1]
+
+    pool = EnginePool("shades", build, 3)
+    image = np.full((72, 128, 3), 2 * STEP, np.uint8)
+    for _ in range(3):
+        assert pool.read(image)[0].text == "shade 2"
+    assert len(built) == 1
+    pool.fill()
+    assert len(built) == len(pool.engines) == 3
