@@ -16,8 +16,10 @@ throughout; written to a temp dir, never committed) it measures, per clip, the m
     PaddleOCR with default settings on each scene's middle frame, faster-whisper with
     default settings (beam 5, no VAD), one after another.
 
-Models are loaded before timing in (b) and (c), as they are in a running worker.
-Per-stage times of (a) come from the item workflow's activity events.
+Models are loaded before timing in (b) and (c), as they are in a running worker, and
+each of (a), (b) and (c) first runs ``--warmup`` times per clip untimed (default 1), so
+no median holds a first run's one-time costs. Per-stage times of (a) come from the item
+workflow's activity events.
 """
 
 from __future__ import annotations
@@ -239,6 +241,12 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="720p,1080p")
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="Untimed runs of (a), (b) and (c) per clip before the timed ones (default 1).",
+    )
+    parser.add_argument(
         "--worker-env",
         action="append",
         default=[],
@@ -260,6 +268,7 @@ async def main() -> None:
 
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     rows = []
+    first_job: tuple[str, float] | None = None
     try:
         stack = LocalStack(work, worker_env)
         await stack.__aenter__()
@@ -282,6 +291,12 @@ async def main() -> None:
                 stage_runs: list[dict[str, float]] = []
                 a_cpu: list[list[float]] = []
                 floors: list[dict[str, float]] = []
+                for run in range(args.warmup):
+                    print(f"{size} warm-up {run + 1}/{args.warmup}", flush=True)
+                    took, _, _ = await reelscope_run(api, client, url)
+                    first_job = first_job or (size, took)
+                    floor_run(media / f"clip-{size}.mp4", models, settings, work)
+                    naive.run(url)
                 for run in range(args.runs):
                     print(f"{size} run {run + 1}/{args.runs}: reelscope, floor, naive", flush=True)
                     cpu_before = cpu_seconds(stack_cpu)
@@ -340,6 +355,11 @@ async def main() -> None:
             f"| {r['size']} | {r['a']:.1f} | {r['b']:.1f} | {r['asr']:.1f} | {r['vision']:.1f}"
             f" | {r['together']:.1f} | {r['c']:.1f} | {r['a'] / r['b']:.2f}"
             f" | {r['a'] / r['c']:.2f} |"
+        )
+    if first_job:
+        print(
+            f"\n(a) of the worker's first job, an untimed {first_job[0]} warm-up: "
+            f"{first_job[1]:.1f} s. Warm-ups are left out of the medians."
         )
     print("\nAccuracy on the same runs (scenes found / truth, captions read, WER):\n")
     print("| clip | Reelscope | naive script |")
