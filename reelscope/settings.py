@@ -31,7 +31,7 @@ def _whisper_threads() -> int:
 
 def _ocr_frames_at_once() -> int:
     """Two frames at once: on 2 CPUs, two one-thread engines read the bench's key frames
-    10 % faster than one two-thread engine (docs/benchmarks.md). Each costs memory."""
+    7-10 % faster than one two-thread engine (docs/benchmarks.md). Each costs memory."""
     return min(2, usable_cpus())
 
 
