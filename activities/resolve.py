@@ -8,10 +8,15 @@ from urllib.parse import urlsplit
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from yt_dlp import YoutubeDL
 from yt_dlp.utils import DownloadError, ExtractorError
 
-from activities.download import FetchPolicy, _QuietLogger, classify_download_error, too_long
+from activities.download import (
+    FetchPolicy,
+    _QuietLogger,
+    classify_download_error,
+    new_downloader,
+    too_long,
+)
 from activities.netguard import check_scheme
 from activities.progress import log, reraise_if_cancelled
 from models.errors import ErrorKind
@@ -146,7 +151,7 @@ class ResolveActivities:
             "extract_flat": "in_playlist",
         }
         try:
-            with self._policy.guard(), YoutubeDL(options) as ydl:
+            with self._policy.guard(), new_downloader(options) as ydl:
                 info = ydl.extract_info(input.url, download=False)
         except (DownloadError, ExtractorError, OSError) as exc:
             reraise_if_cancelled(exc)

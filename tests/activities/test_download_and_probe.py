@@ -7,7 +7,12 @@ from temporalio.exceptions import ApplicationError
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, UnsupportedError
 
-from activities.download import DownloadActivities, FetchPolicy, classify_download_error
+from activities.download import (
+    DownloadActivities,
+    FetchPolicy,
+    classify_download_error,
+    new_downloader,
+)
 from activities.probe import ProbeActivities
 from activities.workspace import Workspaces
 from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
@@ -34,6 +39,22 @@ def test_download_writes_media_and_heartbeats_bytes(
     byte_beats = [b for b in env.heartbeats if b.unit == "bytes" and b.done]
     assert byte_beats and byte_beats[-1].done == result.size_bytes
     assert byte_beats[-1].fraction == 1.0
+
+
+def test_new_downloader_has_yt_dlps_own_extractors_in_its_order() -> None:
+    """The list worked out once per process is the one yt-dlp builds for each instance,
+    so a post is matched by the same extractor, the generic one last."""
+    from yt_dlp import YoutubeDL
+
+    with (
+        YoutubeDL({"quiet": True}) as stock,
+        new_downloader({"quiet": True}) as ours,
+        new_downloader({"quiet": True}) as another,
+    ):
+        assert list(ours._ies.items()) == list(stock._ies.items())
+        assert list(ours._ies)[-1] == "Generic"
+        # Each instance is its own: no cookies shared between jobs.
+        assert ours.cookiejar is not another.cookiejar
 
 
 def test_download_404_is_a_final_not_found(
