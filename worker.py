@@ -33,7 +33,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
-from activities.download import DownloadActivities, FetchPolicy
+from activities.download import DownloadActivities, FetchPolicy, warm_downloader
 from activities.frames import FrameActivities
 from activities.images import ImageActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
@@ -188,6 +188,7 @@ async def run_worker(
             ocr=settings.ocr_engine,
             whisper=settings.whisper_model,
         )
+    await asyncio.to_thread(warm_downloader)
     stale = await sweep_workspaces(client, settings)
     if stale:
         log.info("workspaces.janitor", removed=stale)

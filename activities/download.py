@@ -79,6 +79,20 @@ def new_downloader(options: dict[str, Any]) -> YoutubeDL:
     return ydl
 
 
+#: Matches no extractor but the generic one, which it reaches after all the others.
+_WARM_UP_URL = "https://warm-up.invalid/media"
+
+
+def warm_downloader() -> None:
+    """Do now what a worker's first link would otherwise wait for (about 0.5 s): yt-dlp
+    compiles each extractor's URL pattern the first time it tests a link against it,
+    and a direct link or an unknown site is tested against all of them, then handed
+    to the generic extractor, whose module loads on first use. No network."""
+    for extractor in _default_extractors():
+        extractor.suitable(_WARM_UP_URL)
+    import yt_dlp.extractor.generic  # noqa: F401
+
+
 #: Longest an ffmpeg run started by yt-dlp (merging formats) may take.
 FFMPEG_TIMEOUT_S = 1800
 

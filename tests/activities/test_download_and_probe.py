@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,28 @@ def test_new_downloader_has_yt_dlps_own_extractors_in_its_order() -> None:
         assert list(ours._ies)[-1] == "Generic"
         # Each instance is its own: no cookies shared between jobs.
         assert ours.cookiejar is not another.cookiejar
+
+
+def test_warm_downloader_compiles_every_url_pattern_a_first_link_would() -> None:
+    """In a fresh interpreter, as a worker starts: nothing is compiled before, every
+    default extractor's pattern and the generic extractor are ready after."""
+    script = """
+import json, sys
+from activities.download import _default_extractors, warm_downloader
+def compiled():
+    return sum("_VALID_URL_RE" in ie.__dict__ for ie in _default_extractors())
+with_pattern = sum(bool(ie._VALID_URL) for ie in _default_extractors())
+before = [compiled(), "yt_dlp.extractor.generic" in sys.modules]
+warm_downloader()
+print(json.dumps([before, [compiled(), "yt_dlp.extractor.generic" in sys.modules], with_pattern]))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()[-1]
+    before, after, with_pattern = json.loads(out)
+    assert before == [0, False]
+    assert with_pattern > 1000
+    assert after == [with_pattern, True]
 
 
 def test_download_404_is_a_final_not_found(
