@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -33,26 +34,84 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from temporalio.testing import ActivityEnvironment
+from yt_dlp import YoutubeDL
 
+from activities.download import DownloadActivities, FetchPolicy, warm_downloader
 from activities.frames import FrameActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
+from activities.resolve import ResolveActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities
 from activities.workspace import Workspaces
 from bench.pipeline import SIZES, wer
 from models.pipeline import (
     DetectScenesInput,
+    DownloadInput,
     ExtractKeyframesInput,
     KeyframeFile,
     OcrInput,
+    ResolveInput,
     TranscribeInput,
     WorkspaceRef,
 )
+from reelscope.cli import serve_folder
 from reelscope.sample import SampleSpec, make_sample
 from reelscope.settings import Settings, usable_cpus
 from worker import Models
 
+ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[str] = []
+
+#: Run in a new interpreter: the first link a worker process resolves, with or without
+#: the warm-up the worker does as it starts.
+FIRST_LINK = """
+import sys, time
+from temporalio.testing import ActivityEnvironment
+from activities.download import FetchPolicy, warm_downloader
+from activities.resolve import ResolveActivities
+from models.pipeline import ResolveInput
+if sys.argv[2] == "warm":
+    warm_downloader()
+resolve = ResolveActivities(FetchPolicy(allow_private=True)).resolve_link
+started = time.perf_counter()
+ActivityEnvironment().run(resolve, ResolveInput(url=sys.argv[1], max_items=1))
+print(time.perf_counter() - started)
+"""
+
+#: Run in a new interpreter: what the worker's workflow sandbox spends setting up one
+#: job's two workflow runs (the job and its item), each of which imports workflows/.
+SANDBOX_RUNS = """
+import asyncio, time
+import temporalio.workflow
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from workflows import MediaItemWorkflow, MediaJobWorkflow
+runner = SandboxedWorkflowRunner()
+definitions = [
+    temporalio.workflow._Definition.must_from_class(c)
+    for c in (MediaJobWorkflow, MediaItemWorkflow)
+]
+async def one_job():
+    for definition in definitions:
+        runner.prepare_workflow(definition)
+asyncio.run(one_job())
+started = time.perf_counter()
+for _ in range(20):
+    asyncio.run(one_job())
+print((time.perf_counter() - started) / 20)
+"""
+
+
+def last_number(script: str, *args: str, env: dict[str, str] | None = None) -> float:
+    """Runs ``script`` in a new interpreter; the number its last line prints."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def timed(runs: int, work: Callable[[], Any]) -> tuple[float, Any]:
@@ -401,6 +460,73 @@ def main() -> None:
             t,
             f"WER {wer(spec, base_text):.3f} → {wer(spec, text):.3f}",
         )
+    # Before a video's stages start: resolving the link, downloading it, and setting up
+    # the job's two workflow runs.
+    server, media_url = serve_folder(work)
+    link = f"{media_url}/{clip.name}"
+    policy = FetchPolicy(allow_private=True)
+    resolve = ResolveActivities(policy).resolve_link
+    download = DownloadActivities(workspaces, work / "data", policy).download_media
+    fetched = iter(range(10**6))
+
+    def resolve_and_download() -> None:
+        env.run(resolve, ResolveInput(url=link, max_items=1))
+        fetch_ref = WorkspaceRef(job_id=f"job-fetch-{next(fetched)}", item_index=0)
+        env.run(download, DownloadInput(workspace=fetch_ref, url=link))
+
+    warm_downloader()
+    resolve_and_download()
+    fetches = max(10, 5 * runs)
+    with (
+        mock.patch("activities.download.new_downloader", YoutubeDL),
+        mock.patch("activities.resolve.new_downloader", YoutubeDL),
+    ):
+        t_off, cpu_off = cpu_timed(fetches, resolve_and_download)
+    t_on, cpu_on = cpu_timed(fetches, resolve_and_download)
+    row(
+        "yt-dlp's extractor list worked out once per process",
+        "for each YoutubeDL (yt-dlp's way)",
+        "once",
+        t_off,
+        t_on,
+        f"resolve + download of the clip over loopback, median of {fetches}; "
+        f"CPU {cpu_off:.3f} → {cpu_on:.3f} s",
+    )
+    cold = statistics.median(last_number(FIRST_LINK, link, "cold") for _ in range(runs))
+    warm = statistics.median(last_number(FIRST_LINK, link, "warm") for _ in range(runs))
+    row(
+        "yt-dlp warmed up as the worker starts",
+        "first link of a new process",
+        "after the warm-up",
+        cold,
+        warm,
+        "resolve of the clip; the warm-up runs before the worker takes work",
+    )
+    server.shutdown()
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "workflows", "models"], cwd=ROOT, check=True
+    )
+    with tempfile.TemporaryDirectory() as no_bytecode:
+        from_source = statistics.median(
+            last_number(
+                SANDBOX_RUNS,
+                env={
+                    **os.environ,
+                    "PYTHONPYCACHEPREFIX": no_bytecode,
+                    "PYTHONDONTWRITEBYTECODE": "1",
+                },
+            )
+            for _ in range(runs)
+        )
+    from_bytecode = statistics.median(last_number(SANDBOX_RUNS) for _ in range(runs))
+    row(
+        "workflow modules compiled at install",
+        "compiled in each sandbox",
+        "bytecode",
+        from_source,
+        from_bytecode,
+        "the workflow sandbox's set-up of one job's two workflow runs",
+    )
     shutil.rmtree(work, ignore_errors=True)
     print("\n| lever | off | on | speed-up | accuracy |\n| --- | --- | --- | --- | --- |")
     print("\n".join(ROWS))
