@@ -525,7 +525,8 @@ def main() -> None:
         "bytecode",
         from_source,
         from_bytecode,
-        "the workflow sandbox's set-up of one job's two workflow runs",
+        f"the workflow sandbox's set-up of one job's two workflow runs: "
+        f"{from_source * 1000:.1f} → {from_bytecode * 1000:.1f} ms",
     )
     shutil.rmtree(work, ignore_errors=True)
     print("\n| lever | off | on | speed-up | accuracy |\n| --- | --- | --- | --- | --- |")
