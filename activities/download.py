@@ -79,7 +79,7 @@ def new_downloader(options: dict[str, Any]) -> YoutubeDL:
     return ydl
 
 
-#: Matches no extractor but the generic one, which it reaches after all the others.
+#: A link to no real site (``.invalid`` is reserved) for the warm-up to test.
 _WARM_UP_URL = "https://warm-up.invalid/media"
 
 
