@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         "at once, on slots of their own.",
     )
     max_parallel_items: int = Field(4, description="Items of one job processed at once.")
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness a worker process runs at, at least: its stages yield the "
+        "CPUs to the API and Temporal on the same machine, so status stays fast while "
+        "jobs keep every CPU busy. 0 leaves the priority as started.",
+    )
 
     # Jobs.
     max_batch_urls: int = Field(20, description="Links one POST may hold.")

@@ -41,3 +41,16 @@ def test_thread_counts_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REELSCOPE_OCR_FRAMES_AT_ONCE", "0")
     with pytest.raises(ValueError, match="ocr_frames_at_once"):
         Settings()
+
+
+def test_worker_niceness_defaults_to_10_and_stays_in_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REELSCOPE_WORKER_NICE", raising=False)
+    assert Settings().worker_nice == 10
+    monkeypatch.setenv("REELSCOPE_WORKER_NICE", "0")
+    assert Settings().worker_nice == 0
+    for wrong in ("-1", "20"):
+        monkeypatch.setenv("REELSCOPE_WORKER_NICE", wrong)
+        with pytest.raises(ValueError, match="worker_nice"):
+            Settings()
