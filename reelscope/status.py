@@ -30,6 +30,7 @@ from models.jobs import (
 from models.pipeline import ActivityProgress
 from reelscope.artifacts import ArtifactStore, result_key
 from workflows import STATUS_MEMO_KEY
+from workflows.media_item import item_workflow_id
 from workflows.media_job import RESOLVE_ACTIVITY_PREFIX
 
 _CLOSED_STATES = {
@@ -54,8 +55,13 @@ async def describe(client: Client, workflow_id: str) -> WorkflowExecutionDescrip
 async def job_status(
     client: Client, job_id: str, desc: WorkflowExecutionDescription | None = None
 ) -> JobStatus | None:
-    """The job's status; ``desc`` saves a describe call when the caller has one."""
-    desc = desc or await describe(client, job_id)
+    """The job's status; ``desc`` saves a describe call when the caller has one.
+
+    Without ``desc``, the job's first item is described beside the job: most jobs hold
+    one item, and its progress then costs no second round trip after the job's."""
+    first: WorkflowExecutionDescription | None = None
+    if desc is None:
+        desc, first = await asyncio.gather(describe(client, job_id), _first_item(client, job_id))
     if desc is None:
         return None
     memo = await desc.memo()
@@ -66,7 +72,13 @@ async def job_status(
         status.state = JobState.RUNNING
         await _merge_resolving(status, desc)
         running = [i for i in status.items if i.state == ItemState.RUNNING and i.workflow_id]
-        details = await asyncio.gather(*(_item_detail(client, i) for i in running))
+        first_id = first.id if first is not None else None
+        details = await asyncio.gather(
+            *(
+                _item_detail(client, i, first if i.workflow_id == first_id else None)
+                for i in running
+            )
+        )
         for item, detail in zip(running, details, strict=True):
             if detail is not None:
                 status.items[item.index] = detail
@@ -87,6 +99,15 @@ async def job_status(
         item.progress = 1.0 if item.state in _ENDED else item_progress(item.stages)
     status.progress = 1.0 if status.state != JobState.RUNNING else job_progress(status.items)
     return status
+
+
+async def _first_item(client: Client, job_id: str) -> WorkflowExecutionDescription | None:
+    """The first item's description if it can be had at once; an error here only means
+    it is described again, if it is running, after the job's."""
+    try:
+        return await describe(client, item_workflow_id(job_id, 0))
+    except RPCError:
+        return None
 
 
 async def _merge_resolving(status: JobStatus, desc: WorkflowExecutionDescription) -> None:
@@ -118,10 +139,13 @@ def _apply_pending(stage: StageProgress, pending: Any, progress: ActivityProgres
         )
 
 
-async def _item_detail(client: Client, item: ItemStatus) -> ItemStatus | None:
-    """A running item's own status, with progress from its activities' heartbeats."""
+async def _item_detail(
+    client: Client, item: ItemStatus, desc: WorkflowExecutionDescription | None = None
+) -> ItemStatus | None:
+    """A running item's own status, with progress from its activities' heartbeats;
+    ``desc`` is its description when the caller has it already."""
     assert item.workflow_id is not None
-    desc = await describe(client, item.workflow_id)
+    desc = desc or await describe(client, item.workflow_id)
     if desc is None:  # not started yet
         return None
     raw = (await desc.memo()).get(STATUS_MEMO_KEY)
