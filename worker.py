@@ -321,8 +321,8 @@ def limit_malloc_arenas(count: int) -> None:
 def lower_cpu_priority(niceness: int) -> None:
     """Runs this process at ``niceness`` at least, before the worker starts the threads
     that do its work (on Linux a thread's priority is its own; new threads take their
-    creator's). With a worker keeping both CPUs busy, status p99 was 60-88 ms at
-    niceness 0 and 40-46 ms at 10 (docs/benchmarks.md); on an otherwise idle machine
+    creator's). With a worker keeping both CPUs busy, status p99 was 71-87 ms at
+    niceness 0 and 43-62 ms at 10 (docs/benchmarks.md); on an otherwise idle machine
     the stages run as fast as before."""
     current = os.nice(0)
     if niceness > current:
