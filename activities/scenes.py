@@ -392,10 +392,47 @@ def return_freed_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+class ChannelSumsScore(ContentDetector):
+    """PySceneDetect's content score (``ContentDetector._calculate_frame_score``, which
+    ``AdaptiveDetector`` uses too), the same numbers computed in fewer passes.
+
+    The library splits each HSV frame into three planes and sums each plane's absolute
+    difference from the last frame in numpy, as 32-bit integers. Here OpenCV sums all
+    three channels of one absolute difference at once. The sums are whole numbers
+    (below 2**24 at the detectors' size), exact in either form, and the score is
+    combined in the library's order, so every frame scores the same to the last bit
+    (tested). It saves about 0.13 CPU-s per minute of 30 fps video. With a stats
+    manager or an edge weight, the library's own code runs."""
+
+    _last_hsv: np.ndarray | None = None
+
+    def _calculate_frame_score(self, timecode: FrameTimecode, frame_img: np.ndarray) -> float:
+        if self.stats_manager is not None or self._weights.delta_edges > 0.0:
+            return float(super()._calculate_frame_score(timecode, frame_img))
+        hsv = cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV)
+        last, self._last_hsv = self._last_hsv, hsv
+        if last is None:
+            return 0.0
+        pixels = float(hsv.shape[0] * hsv.shape[1])
+        hue, sat, lum, _ = cv2.sumElems(cv2.absdiff(hsv, last))
+        components = (hue / pixels, sat / pixels, lum / pixels, 0.0)
+        return sum(
+            component * weight for component, weight in zip(components, self._weights, strict=True)
+        ) / sum(abs(weight) for weight in self._weights)
+
+
+class AdaptiveCutDetector(ChannelSumsScore, AdaptiveDetector):
+    """PySceneDetect's ``AdaptiveDetector`` with the score of ``ChannelSumsScore``."""
+
+
+class ContentCutDetector(ChannelSumsScore):
+    """PySceneDetect's ``ContentDetector`` with the score of ``ChannelSumsScore``."""
+
+
 def make_detector(kind: str, threshold: float, min_scene_len: int) -> SceneDetector:
     if kind == "content":
-        return ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
-    return AdaptiveDetector(min_scene_len=min_scene_len)
+        return ContentCutDetector(threshold=threshold, min_scene_len=min_scene_len)
+    return AdaptiveCutDetector(min_scene_len=min_scene_len)
 
 
 def spans_from_cuts(cuts: list[int], total_frames: int, fps: float) -> list[SceneSpan]:

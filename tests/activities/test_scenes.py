@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
+from scenedetect.detector import SceneDetector
 
+from activities.frames import grey_sharpness
 from activities.scenes import (
+    AdaptiveCutDetector,
+    ContentCutDetector,
     KeyframeCollector,
     Picture,
     PlanarStream,
@@ -21,6 +27,7 @@ from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, WorkspaceRef
 from reelscope.sample import SampleSpec
 from tests.activities.conftest import RecordingEnvironment
+from tests.conftest import SAMPLE_NAME
 
 
 def test_spans_from_cuts() -> None:
@@ -258,3 +265,49 @@ def test_a_turned_video_reaches_the_detectors_at_their_width(
     assert isinstance(image, np.ndarray)
     assert image.shape[1] == 256 and image.shape[0] > image.shape[1]
     assert stream.frame_size == (image.shape[1], image.shape[0])
+
+
+def detector_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of ``path`` at the detectors' width, then frames of noise, which
+    differ by far more than any video's."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.resize(image, (256, 144)))
+    capture.release()
+    noise = np.random.default_rng(7).integers(0, 256, (6, 144, 256, 3), dtype=np.uint8)
+    return frames + list(noise)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (lambda: AdaptiveCutDetector(min_scene_len=15), lambda: AdaptiveDetector(min_scene_len=15)),
+        (lambda: ContentCutDetector(threshold=27.0), lambda: ContentDetector(threshold=27.0)),
+    ],
+    ids=["adaptive", "content"],
+)
+def test_the_cut_detectors_score_every_frame_as_pyscenedetect_does(
+    media_dir: Path, ours: Callable[[], SceneDetector], theirs: Callable[[], SceneDetector]
+) -> None:
+    frames = detector_frames(media_dir / SAMPLE_NAME)
+    fast, reference = ours(), theirs()
+    cuts: tuple[list[int], list[int]] = ([], [])
+    for number, frame in enumerate(frames):
+        timecode = FrameTimecode(number, 30.0)
+        for detector, found in zip((fast, reference), cuts, strict=True):
+            found += [c.frame_num for c in detector.process_frame(timecode, frame)]
+        assert fast._frame_score == reference._frame_score, f"frame {number}"  # type: ignore[attr-defined]
+    assert cuts[0] == cuts[1] and len(cuts[0]) >= 3
+
+
+def test_sharpness_is_the_variance_of_the_laplacian() -> None:
+    rng = np.random.default_rng(3)
+    sharp = rng.integers(0, 256, (1080, 1920), dtype=np.uint8)
+    for image in (sharp, cv2.GaussianBlur(sharp, (9, 9), 0), np.full((64, 64), 7, np.uint8)):
+        _, std = cv2.meanStdDev(cv2.Laplacian(image, cv2.CV_64F))
+        assert grey_sharpness(image) == pytest.approx(float(std[0, 0]) ** 2, rel=1e-12, abs=1e-9)
+    assert grey_sharpness(cv2.GaussianBlur(sharp, (9, 9), 0)) < grey_sharpness(sharp)
