@@ -256,6 +256,47 @@ def main() -> None:
         f"{len(kf_two)} and {len(keyframes)} key frames",
     )
 
+    # The scene pass's content score and key-frame sharpness in fewer passes: off puts
+    # back PySceneDetect's own AdaptiveDetector and cv2.meanStdDev, for this pass only.
+    import activities.scenes as scene_module
+
+    def library_sharpness(grey: np.ndarray) -> float:
+        _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
+        return float(std[0, 0]) ** 2
+
+    def scene_pass_picks(library: bool) -> tuple[list[int], list[int]]:
+        with contextlib.ExitStack() as stack:
+            if library:
+                stack.enter_context(
+                    mock.patch.object(
+                        scene_module,
+                        "make_detector",
+                        lambda kind, threshold, length: AdaptiveDetector(min_scene_len=length),
+                    )
+                )
+                stack.enter_context(
+                    mock.patch.object(scene_module, "grey_sharpness", library_sharpness)
+                )
+            result = env.run(
+                scenes_activity,
+                DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
+            )
+        return [s.start_frame for s in result.scenes], [
+            k.keyframe.frame for k in result.keyframes or []
+        ]
+
+    same = scene_pass_picks(True) == scene_pass_picks(False)
+    t_lib, cpu_lib = cpu_timed(runs, lambda: scene_pass_picks(True))
+    t_ours, cpu_ours = cpu_timed(runs, lambda: scene_pass_picks(False))
+    row(
+        "scene score and key-frame sharpness in fewer passes",
+        "PySceneDetect's score, meanStdDev",
+        "one absdiff, exact sums",
+        t_lib,
+        t_ours,
+        f"CPU {cpu_lib:.2f} → {cpu_ours:.2f} s; same cuts and key frames: {same}",
+    )
+
     # Transcription beside the vision path (2 CPUs: they share them).
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 

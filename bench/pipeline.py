@@ -351,10 +351,11 @@ async def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        # Ratios to three places: at two, 0.504 would print as 0.50.
         print(
-            f"| {r['size']} | {r['a']:.1f} | {r['b']:.1f} | {r['asr']:.1f} | {r['vision']:.1f}"
-            f" | {r['together']:.1f} | {r['c']:.1f} | {r['a'] / r['b']:.2f}"
-            f" | {r['a'] / r['c']:.2f} |"
+            f"| {r['size']} | {r['a']:.2f} | {r['b']:.2f} | {r['asr']:.2f} | {r['vision']:.2f}"
+            f" | {r['together']:.2f} | {r['c']:.2f} | {r['a'] / r['b']:.3f}"
+            f" | {r['a'] / r['c']:.3f} |"
         )
     if first_job:
         print(
