@@ -19,7 +19,9 @@ throughout; written to a temp dir, never committed) it measures, per clip, the m
 Models are loaded before timing in (b) and (c), as they are in a running worker, and
 each of (a), (b) and (c) first runs ``--warmup`` times per clip untimed (default 1), so
 no median holds a first run's one-time costs. Per-stage times of (a) come from the item
-workflow's activity events.
+workflow's activity events, and the time before the stages from the job's and the item's
+histories. From (a)'s CPU seconds it also prints how low a/b could go with no CPU ever
+idle and no orchestration cost.
 """
 
 from __future__ import annotations
