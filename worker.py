@@ -298,24 +298,66 @@ async def sweep_periodically(
             await asyncio.wait_for(stop.wait(), timeout=SWEEP_INTERVAL_S)
 
 
-#: glibc malloc arenas for a worker process. With glibc's default (8 per CPU), memory
-#: freed on the short-lived decoding threads of each video stayed in arenas of their
-#: own: over 50 videos the soak's RSS grew 826 → 909 MiB, against 663 → 659 MiB with 2
-#: (docs/benchmarks.md).
-MALLOC_ARENAS = 2
-M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+#: mallopt's parameter numbers, from glibc's malloc.h.
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
 
 
-def limit_malloc_arenas(count: int) -> None:
-    """Caps glibc's malloc arenas before the worker starts threads. An operator's own
-    ``MALLOC_ARENA_MAX`` wins; off glibc this does nothing."""
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
+@dataclass(frozen=True)
+class MallocSetting:
+    """One glibc malloc parameter the worker sets, unless the operator set it first
+    through glibc's own environment variable or ``GLIBC_TUNABLES`` name."""
+
+    param: int
+    value: int
+    env: str
+    tunable: str
+
+    def chosen_by_operator(self) -> bool:
+        tunables = os.environ.get("GLIBC_TUNABLES", "")
+        return self.env in os.environ or f"{self.tunable}=" in tunables
+
+
+#: glibc malloc, set up for a worker process (docs/benchmarks.md, "Memory"):
+#:
+#: - 2 arenas instead of 8 per CPU. With the default, memory freed on the short-lived
+#:   decoding threads of each video stayed in arenas of their own: over 50 videos the
+#:   soak's RSS grew 826 → 909 MiB, against 663 → 659 MiB with 2.
+#: - No allocation gets a mapping of its own, and freed memory stays in the heap until
+#:   256 MiB of it sits at the top. glibc maps every block over 32 MiB on its own and
+#:   unmaps it when freed, so each of Whisper's encoder windows faulted in about
+#:   200 MiB of fresh zeroed pages (53,000 page faults, 0.1 s of kernel time per
+#:   30 s of audio); now the second window reuses the first one's pages. The memory
+#:   goes back to the OS when the worker's CPU stages are all done
+#:   (``activities.heap``).
+MALLOC_SETTINGS = (
+    MallocSetting(M_ARENA_MAX, 2, "MALLOC_ARENA_MAX", "glibc.malloc.arena_max"),
+    MallocSetting(M_MMAP_MAX, 0, "MALLOC_MMAP_MAX_", "glibc.malloc.mmap_max"),
+    MallocSetting(
+        M_TRIM_THRESHOLD, 256 * 1024**2, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"
+    ),
+)
+
+
+def malloc_settings(keep_freed_memory: bool) -> tuple[MallocSetting, ...]:
+    """The arena cap, and with ``keep_freed_memory`` the rest of ``MALLOC_SETTINGS``."""
+    return MALLOC_SETTINGS if keep_freed_memory else MALLOC_SETTINGS[:1]
+
+
+def tune_malloc(settings: tuple[MallocSetting, ...] = MALLOC_SETTINGS) -> list[str]:
+    """Applies ``settings`` with ``mallopt`` before the worker starts threads; returns
+    the environment names of those applied. What an operator set through glibc's
+    environment wins; off glibc this does nothing."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return
-    mallopt(M_ARENA_MAX, count)
+        return []
+    applied = []
+    for setting in settings:
+        if not setting.chosen_by_operator() and mallopt(setting.param, setting.value) == 1:
+            applied.append(setting.env)
+    return applied
 
 
 def lower_cpu_priority(niceness: int) -> None:
@@ -330,11 +372,11 @@ def lower_cpu_priority(niceness: int) -> None:
 
 
 def main() -> None:
-    limit_malloc_arenas(MALLOC_ARENAS)
     parser = argparse.ArgumentParser(description="Run a Reelscope worker.")
     parser.add_argument("--ready-file", type=Path, help="Written once the worker polls.")
     args = parser.parse_args()
     settings = Settings()
+    tune_malloc(malloc_settings(settings.keep_freed_memory))
     lower_cpu_priority(settings.worker_nice)
     configure_logging(settings.log_format, settings.log_level)
 

@@ -7,6 +7,7 @@ import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heap import HEAP
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -78,7 +79,7 @@ class FrameActivities:
     @activity.defn(name="extract_keyframes")
     def extract_keyframes(self, input: ExtractKeyframesInput) -> ExtractKeyframesResult:
         """See ``_extract_keyframes``; a cancel always ends it as a cancellation."""
-        with cancellation_wins():
+        with HEAP.stage(), cancellation_wins():
             return self._extract_keyframes(input)
 
     def _extract_keyframes(self, input: ExtractKeyframesInput) -> ExtractKeyframesResult:

@@ -29,6 +29,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heap import HEAP
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -370,7 +371,7 @@ class OcrActivities:
     @activity.defn(name="ocr_keyframes")
     def ocr_keyframes(self, input: OcrInput) -> OcrResult:
         """See ``_ocr_keyframes``; a cancel always ends it as a cancellation."""
-        with cancellation_wins():
+        with HEAP.stage(), cancellation_wins():
             return self._ocr_keyframes(input)
 
     def _ocr_keyframes(self, input: OcrInput) -> OcrResult:

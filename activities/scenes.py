@@ -20,7 +20,6 @@ it: 2.2 of 5.6 CPU seconds for a 60 s 1080p clip.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import threading
 from collections import deque
@@ -42,6 +41,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.frames import candidate_frames, grey_sharpness
+from activities.heap import HEAP
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -373,25 +373,6 @@ class KeyframeTap(SceneDetector):
         self.closed = len(self.filter.cuts)
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def return_freed_memory() -> None:
-    """Hands the memory the pass freed back to the OS now: up to
-    ``SAMPLE_BUDGET_BYTES`` of frames, copied on the pass's decode threads, which glibc
-    would otherwise keep for later. On its own this did not keep a worker's RSS flat;
-    the malloc arena cap in ``worker.py`` does (docs/benchmarks.md, soak)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
 class ChannelSumsScore(ContentDetector):
     """PySceneDetect's content score (``ContentDetector._calculate_frame_score``, which
     ``AdaptiveDetector`` uses too), the same numbers computed in fewer passes.
@@ -490,11 +471,8 @@ class SceneActivities:
     @activity.defn(name="detect_scenes")
     def detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """See ``_detect_scenes``; a cancel always ends it as a cancellation."""
-        try:
-            with cancellation_wins():
-                return self._detect_scenes(input)
-        finally:
-            return_freed_memory()
+        with HEAP.stage(), cancellation_wins():
+            return self._detect_scenes(input)
 
     def _detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """Hard cuts (see the module) with auto-downscale and, if asked, each scene's key

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heap import HEAP
 from activities.progress import (
     cancellation_wins,
     log,
@@ -140,7 +141,7 @@ class TranscribeActivities:
     @activity.defn(name="transcribe_audio")
     def transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
         """See ``_transcribe_audio``; a cancel always ends it as a cancellation."""
-        with cancellation_wins():
+        with HEAP.stage(), cancellation_wins():
             return self._transcribe_audio(input)
 
     def _transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:

@@ -18,7 +18,9 @@ throughout; written to a temp dir, never committed) it measures, per clip, the m
 
 Models are loaded before timing in (b) and (c), as they are in a running worker, and
 each of (a), (b) and (c) first runs ``--warmup`` times per clip untimed (default 1), so
-no median holds a first run's one-time costs. Per-stage times of (a) come from the item
+no median holds a first run's one-time costs. (b) runs in this process, set up as a
+worker sets up its own (glibc malloc, ``worker.tune_malloc``); (c) runs in a process of
+its own with glibc's defaults, as a user's script would. Per-stage times of (a) come from the item
 workflow's activity events, and the time before the stages from the job's and the item's
 histories. From (a)'s CPU seconds it also prints how low a/b could go with no CPU ever
 idle and no orchestration cost.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import re
 import shutil
@@ -65,7 +68,7 @@ from models.pipeline import (
 from reelscope.cli import serve_folder
 from reelscope.sample import SPEECH_TEXT, SampleSpec, make_sample
 from reelscope.settings import Settings
-from worker import Models
+from worker import Models, malloc_settings, tune_malloc
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 #: The per-stage key for the time from a job's start to its scene pass's start.
@@ -195,6 +198,36 @@ class Naive:
         return elapsed, {"scenes": len(scenes), "texts": texts, "transcript": transcript}
 
 
+def _naive_serve(conn: Any, work: Path) -> None:
+    """The naive script's process: loads its models, then runs it for each URL sent."""
+    naive = Naive(work)
+    conn.send("ready")
+    while (url := conn.recv()) is not None:
+        conn.send(naive.run(url))
+
+
+class NaiveProcess:
+    """``Naive`` in a process of its own (spawned: glibc's malloc defaults, not the
+    ones this process takes from the worker), its models loaded before the first run."""
+
+    def __init__(self, work: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_naive_serve, args=(child, work), daemon=True)
+        self._process.start()
+        if self._conn.recv() != "ready":
+            raise RuntimeError("the naive script's process did not start")
+
+    def run(self, url: str) -> tuple[float, dict[str, Any]]:
+        self._conn.send(url)
+        result: tuple[float, dict[str, Any]] = self._conn.recv()
+        return result
+
+    def close(self) -> None:
+        self._conn.send(None)
+        self._process.join(30)
+
+
 # -- (a) Reelscope through the API ----------------------------------------------------
 
 
@@ -268,6 +301,8 @@ async def main() -> None:
     )
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",")]
+    # Before this process starts threads or loads models, as the worker does.
+    tune_malloc(malloc_settings(Settings().keep_freed_memory))
 
     work = Path(tempfile.mkdtemp(prefix="reelscope-bench-"))
     media = work / "media"
@@ -282,6 +317,7 @@ async def main() -> None:
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     rows = []
     first_job: tuple[str, float] | None = None
+    naive: NaiveProcess | None = None
     try:
         stack = LocalStack(work, worker_env)
         await stack.__aenter__()
@@ -290,7 +326,7 @@ async def main() -> None:
         print("loading models for (b) and (c) ...", flush=True)
         models = Models(settings)
         models.preload()
-        naive = Naive(work)
+        naive = NaiveProcess(work)
         # The stack's processes, in LocalStack's order.
         stack_cpu = [psutil.Process(p.pid) for p in stack.processes]
         client = await Client.connect(
@@ -354,6 +390,8 @@ async def main() -> None:
                     }
                 )
     finally:
+        if naive is not None:
+            naive.close()
         await stack.__aexit__(None, None, None)
         server.shutdown()
 

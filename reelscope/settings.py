@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         "CPUs to the API and Temporal on the same machine, so status stays fast while "
         "jobs keep every CPU busy. 0 leaves the priority as started.",
     )
+    keep_freed_memory: bool = Field(
+        True,
+        description="While its CPU stages run, a worker keeps freed memory for reuse "
+        "instead of handing it back to the OS block by block (glibc malloc: no block "
+        "mapped on its own, 256 MiB trim threshold); it hands it back once they are all "
+        "done. Saves about 0.3 CPU-s per minute of audio; off, peak memory is the same.",
+    )
 
     # Jobs.
     max_batch_urls: int = Field(20, description="Links one POST may hold.")

@@ -43,3 +43,90 @@ def test_worker_runs_its_stages_at_a_lower_cpu_priority() -> None:
     wanted = max(started_at, 7)
     assert priorities(7) == [wanted, wanted]
     assert priorities(0) == [started_at, started_at]
+
+
+#: In a process of its own: a CPU stage allocates, fills and frees a block the size of
+#: one of Whisper's encoder buffers again and again (as CTranslate2 does per window),
+#: counting the page faults that costs; then the stage ends, as the last one running.
+REUSE = """
+import ctypes, json, resource, sys
+from activities.heap import HEAP
+from worker import malloc_settings, tune_malloc
+tune_malloc(malloc_settings(sys.argv[1] == "keep"))
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+BLOCK = 54 * 1024 * 1024
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+def fill_and_free():
+    block = libc.malloc(BLOCK)
+    ctypes.memset(block, 1, BLOCK)
+    libc.free(block)
+
+out = {}
+with HEAP.stage():
+    fill_and_free()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        fill_and_free()
+    out["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    out["rss_working"] = rss_mib()
+out["rss_idle"] = rss_mib()
+print(json.dumps(out))
+"""
+
+
+def reuse(mode: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", REUSE, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_the_worker_reuses_freed_memory_while_it_works_and_returns_it_when_idle() -> None:
+    """A large block freed and allocated again comes back without faulting its pages
+    in afresh, and what the stages freed leaves the process when the last one ends."""
+    pages = 5 * 54 * 1024 * 1024 // 4096
+    kept = reuse("keep")
+    assert kept["faults"] < pages // 20, kept
+    # Freed but kept while the stage runs; handed back once it ends.
+    assert kept["rss_working"] - kept["rss_idle"] > 40, kept
+    # glibc's default maps each such block on its own and unmaps it when freed.
+    unmapped = reuse("return")
+    assert unmapped["faults"] > kept["faults"], unmapped
+
+
+SETTINGS_APPLIED = """
+import json
+from worker import tune_malloc
+print(json.dumps(tune_malloc()))
+"""
+
+
+def test_malloc_settings_an_operator_chose_win() -> None:
+    env = {
+        **os.environ,
+        "MALLOC_ARENA_MAX": "4",
+        "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", SETTINGS_APPLIED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == ["MALLOC_MMAP_MAX_"]
