@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import ssl
+import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +70,45 @@ def _default_extractors() -> tuple[type[Any], ...]:
     return tuple(ie for ie in by_name.values() if ie._ENABLED)
 
 
+_thread_state = threading.local()
+
+
+def _per_thread(make: Callable[..., ssl.SSLContext]) -> Callable[..., ssl.SSLContext]:
+    def tls_context_of_this_thread(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        contexts: dict[Any, ssl.SSLContext] = _thread_state.__dict__.setdefault("tls", {})
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in contexts:
+            contexts[key] = make(*args, **kwargs)
+        return contexts[key]
+
+    tls_context_of_this_thread.reelscope_per_thread = True  # type: ignore[attr-defined]
+    return tls_context_of_this_thread
+
+
+def reuse_tls_contexts() -> None:
+    """yt-dlp builds a TLS context for each ``YoutubeDL`` that opens a connection,
+    loading the CA bundle into it each time: about 20 ms of CPU, twice per video before
+    its stages start (resolve, then download). From here on each thread builds one per
+    set of TLS options and reuses it for its later downloads. urllib3 amends a context
+    as it connects, so contexts are never shared between threads. Idempotent."""
+    from yt_dlp.networking import common
+
+    make = getattr(common, "make_ssl_context", None)
+    if make is None:  # a yt-dlp that builds contexts elsewhere: leave it be
+        logging.getLogger("reelscope.download").info("yt-dlp has no make_ssl_context")
+        return
+    if not getattr(make, "reelscope_per_thread", False):
+        common.make_ssl_context = _per_thread(make)
+
+
 def new_downloader(options: dict[str, Any]) -> YoutubeDL:
     """A fresh ``YoutubeDL`` (its own cookies, caches and connections) with yt-dlp's
     default extractors. yt-dlp works that list out again for every instance, in a
     de-duplication that is quadratic in its ~1,800 names: about 40 ms of CPU per
     instance, twice per video (resolve and download), before the video's stages start.
-    The list is worked out once per process instead."""
+    The list is worked out once per process instead, and TLS contexts once per thread
+    (``reuse_tls_contexts``)."""
+    reuse_tls_contexts()
     ydl = YoutubeDL(options, auto_init=False)
     for extractor in _default_extractors():
         ydl.add_info_extractor(extractor)

@@ -60,6 +60,33 @@ def test_new_downloader_has_yt_dlps_own_extractors_in_its_order() -> None:
         assert ours.cookiejar is not another.cookiejar
 
 
+def test_downloaders_of_one_thread_share_a_tls_context_and_threads_do_not() -> None:
+    """The CA bundle is loaded once per thread and TLS options, not per instance."""
+    import threading
+
+    from yt_dlp.networking._requests import RequestsRH
+
+    def contexts() -> list[object]:
+        found = []
+        for _ in range(2):
+            with new_downloader({"quiet": True}) as ydl:
+                handler = ydl._request_director.handlers[RequestsRH.RH_KEY]
+                found.append(handler._make_sslcontext())
+        return found
+
+    first, second = contexts()
+    assert first is second
+    with new_downloader({"quiet": True, "nocheckcertificate": True}) as ydl:
+        handler = ydl._request_director.handlers[RequestsRH.RH_KEY]
+        assert handler._make_sslcontext() is not first  # other options, another context
+    elsewhere: list[object] = []
+    thread = threading.Thread(target=lambda: elsewhere.extend(contexts()))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is elsewhere[1]
+    assert elsewhere[0] is not first
+
+
 def test_warm_downloader_compiles_every_url_pattern_a_first_link_would() -> None:
     """In a fresh interpreter, as a worker starts: nothing is compiled before, every
     default extractor's pattern and the generic extractor are ready after."""
