@@ -89,8 +89,9 @@ def reuse_tls_contexts() -> None:
     """yt-dlp builds a TLS context for each ``YoutubeDL`` that opens a connection,
     loading the CA bundle into it each time: about 20 ms of CPU, twice per video before
     its stages start (resolve, then download). From here on each thread builds one per
-    set of TLS options and reuses it for its later downloads. urllib3 amends a context
-    as it connects, so contexts are never shared between threads. Idempotent."""
+    set of TLS options and reuses it for its later downloads, so a change to the CA
+    bundle on disk takes effect when the worker restarts. urllib3 amends a context as
+    it connects, so contexts are never shared between threads. Idempotent."""
     from yt_dlp.networking import common
 
     make = getattr(common, "make_ssl_context", None)

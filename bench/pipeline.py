@@ -20,10 +20,10 @@ Models are loaded before timing in (b) and (c), as they are in a running worker,
 each of (a), (b) and (c) first runs ``--warmup`` times per clip untimed (default 1), so
 no median holds a first run's one-time costs. (b) runs in this process, set up as a
 worker sets up its own (glibc malloc, ``worker.tune_malloc``); (c) runs in a process of
-its own with glibc's defaults, as a user's script would. Per-stage times of (a) come from the item
-workflow's activity events, and the time before the stages from the job's and the item's
-histories. From (a)'s CPU seconds it also prints how low a/b could go with no CPU ever
-idle and no orchestration cost.
+its own with glibc's defaults, as a user's script would. Per-stage times of (a) come
+from the item workflow's activity events, and the time before the stages from the
+job's and the item's histories. From (a)'s CPU seconds it also prints how low a/b
+could go with no CPU ever idle and no orchestration cost.
 """
 
 from __future__ import annotations
