@@ -319,7 +319,8 @@ class MallocSetting:
         return self.env in os.environ or f"{self.tunable}=" in tunables
 
 
-#: glibc malloc, set up for a worker process (docs/benchmarks.md, "Memory"):
+#: glibc malloc, set up for a worker process (docs/benchmarks.md: the soak, and the
+#: lever "freed memory kept for reuse while the stages run"):
 #:
 #: - 2 arenas instead of 8 per CPU. With the default, memory freed on the short-lived
 #:   decoding threads of each video stayed in arenas of their own: over 50 videos the
