@@ -74,6 +74,7 @@ _thread_state = threading.local()
 
 
 def _per_thread(make: Callable[..., ssl.SSLContext]) -> Callable[..., ssl.SSLContext]:
+    @functools.wraps(make)
     def tls_context_of_this_thread(*args: Any, **kwargs: Any) -> ssl.SSLContext:
         contexts: dict[Any, ssl.SSLContext] = _thread_state.__dict__.setdefault("tls", {})
         key = (args, tuple(sorted(kwargs.items())))

@@ -101,6 +101,44 @@ print((time.perf_counter() - started) / 20)
 """
 
 
+#: Run in a new interpreter, set up as a worker (freed memory kept, or only the arena
+#: cap): Whisper on the clip in a thread, as a worker runs it, twice; the CPU seconds
+#: and page faults of the second.
+WHISPER_MEMORY = """
+import resource, sys, threading
+from worker import malloc_settings, tune_malloc
+tune_malloc(malloc_settings(sys.argv[2] == "keep"))
+from faster_whisper import WhisperModel
+from faster_whisper.audio import decode_audio
+from activities.transcribe import bundled_whisper_path
+from reelscope.settings import Settings
+settings = Settings()
+model = WhisperModel(str(bundled_whisper_path()), device="cpu", compute_type="int8",
+                     cpu_threads=settings.whisper_threads)
+audio = decode_audio(sys.argv[1], sampling_rate=16000)
+def transcribe():
+    pieces, _ = model.transcribe(audio, beam_size=settings.whisper_beam_size,
+        word_timestamps=True, vad_filter=True, condition_on_previous_text=False)
+    list(pieces)
+for _ in range(2):
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    thread = threading.Thread(target=transcribe)
+    thread.start()
+    thread.join()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+print(after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime, cpu)
+"""
+
+
+def last_numbers(script: str, *args: str) -> list[float]:
+    """Runs ``script`` in a new interpreter; the numbers its last line prints."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    return [float(n) for n in out.strip().splitlines()[-1].split()]
+
+
 def last_number(script: str, *args: str, env: dict[str, str] | None = None) -> float:
     """Runs ``script`` in a new interpreter; the number its last line prints."""
     out = subprocess.run(
@@ -501,6 +539,25 @@ def main() -> None:
             t,
             f"WER {wer(spec, base_text):.3f} → {wer(spec, text):.3f}",
         )
+    # glibc's malloc as a worker sets it up: a process each, so each starts from glibc's
+    # own state.
+    kept, returned = [], []
+    for _ in range(runs):
+        returned.append(last_numbers(WHISPER_MEMORY, str(clip), "return"))
+        kept.append(last_numbers(WHISPER_MEMORY, str(clip), "keep"))
+    (faults_off, sys_off, cpu_off), (faults_on, sys_on, cpu_on) = (
+        [statistics.median(column) for column in zip(*results, strict=True)]
+        for results in (returned, kept)
+    )
+    row(
+        "freed memory kept while the stages run",
+        "glibc's way, large blocks unmapped when freed (CPU-s)",
+        "kept for reuse (CPU-s)",
+        cpu_off,
+        cpu_on,
+        f"Whisper on the clip in a thread, a process each; page faults {faults_off:.0f} → "
+        f"{faults_on:.0f}, kernel time {sys_off:.2f} → {sys_on:.2f} s",
+    )
     # Before a video's stages start: resolving the link, downloading it, and setting up
     # the job's two workflow runs.
     server, media_url = serve_folder(work)
@@ -528,6 +585,26 @@ def main() -> None:
         "yt-dlp's extractor list worked out once per process",
         "for each YoutubeDL (yt-dlp's way)",
         "once",
+        t_off,
+        t_on,
+        f"resolve + download of the clip over loopback, median of {fetches}; "
+        f"CPU {cpu_off:.3f} → {cpu_on:.3f} s",
+    )
+    from yt_dlp.networking import common as yt_networking
+
+    per_thread = yt_networking.make_ssl_context
+    with (
+        mock.patch("activities.download.reuse_tls_contexts", lambda: None),
+        mock.patch.object(
+            yt_networking, "make_ssl_context", getattr(per_thread, "__wrapped__", per_thread)
+        ),
+    ):
+        t_off, cpu_off = cpu_timed(fetches, resolve_and_download)
+    t_on, cpu_on = cpu_timed(fetches, resolve_and_download)
+    row(
+        "yt-dlp's TLS context built once per thread",
+        "for each YoutubeDL (yt-dlp's way)",
+        "once per thread",
         t_off,
         t_on,
         f"resolve + download of the clip over loopback, median of {fetches}; "
