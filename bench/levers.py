@@ -131,16 +131,8 @@ print(after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime, cpu)
 """
 
 
-def last_numbers(script: str, *args: str) -> list[float]:
+def last_numbers(script: str, *args: str, env: dict[str, str] | None = None) -> list[float]:
     """Runs ``script`` in a new interpreter; the numbers its last line prints."""
-    out = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout
-    return [float(n) for n in out.strip().splitlines()[-1].split()]
-
-
-def last_number(script: str, *args: str, env: dict[str, str] | None = None) -> float:
-    """Runs ``script`` in a new interpreter; the number its last line prints."""
     out = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,
@@ -149,7 +141,13 @@ def last_number(script: str, *args: str, env: dict[str, str] | None = None) -> f
         cwd=ROOT,
         env=env,
     ).stdout
-    return float(out.strip().splitlines()[-1])
+    return [float(n) for n in out.strip().splitlines()[-1].split()]
+
+
+def last_number(script: str, *args: str, env: dict[str, str] | None = None) -> float:
+    """Runs ``script`` in a new interpreter; the one number its last line prints."""
+    (number,) = last_numbers(script, *args, env=env)
+    return number
 
 
 def timed(runs: int, work: Callable[[], Any]) -> tuple[float, Any]:

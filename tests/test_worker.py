@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,16 +25,22 @@ print(json.dumps([os.nice(0), seen[0]]))
 """
 
 
-def priorities(niceness: int) -> list[int]:
+def run_json(script: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Runs ``script`` in a process of its own; the JSON its last line prints."""
     out = subprocess.run(
-        [sys.executable, "-c", PRIORITIES, str(niceness)],
+        [sys.executable, "-c", script, *args],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     ).stdout
-    return list(json.loads(out.strip().splitlines()[-1]))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def priorities(niceness: int) -> list[int]:
+    return list(run_json(PRIORITIES, str(niceness)))
 
 
 def test_worker_runs_its_stages_at_a_lower_cpu_priority() -> None:
@@ -83,15 +90,7 @@ print(json.dumps(out))
 
 
 def reuse(mode: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", REUSE, mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    return dict(run_json(REUSE, mode))
 
 
 def test_the_worker_reuses_freed_memory_while_it_works_and_returns_it_when_idle() -> None:
@@ -120,13 +119,4 @@ def test_malloc_settings_an_operator_chose_win() -> None:
         "MALLOC_ARENA_MAX": "4",
         "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576",
     }
-    out = subprocess.run(
-        [sys.executable, "-c", SETTINGS_APPLIED],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == ["MALLOC_MMAP_MAX_"]
+    assert run_json(SETTINGS_APPLIED, env=env) == ["MALLOC_MMAP_MAX_"]
