@@ -239,6 +239,12 @@ class PlanarStream(VideoStreamAv):
         """Width and height as decoded, before any display rotation."""
         return self._codec_context.width, self._codec_context.height
 
+    @property
+    def bit_rate(self) -> int:
+        """The video stream's bits per second; the whole file's where the container
+        records none for the stream (Matroska, WebM); 0 where neither is known."""
+        return int(self._video_stream.bit_rate or self._container.bit_rate or 0)
+
     def _small_size(self, turns: int) -> tuple[int, int]:
         """Coded width and height for the detectors: the upright picture's width brought
         to PySceneDetect's downscale width, then even (and the height a multiple of 4),
@@ -431,24 +437,31 @@ def spans_from_cuts(cuts: list[int], total_frames: int, fps: float) -> list[Scen
     ]
 
 
-#: Pixels per second of video given to each decoding thread while transcription runs
-#: beside the scene pass. Frame threads cost CPU (decoding the 720p bench clip took
-#: 1.15 CPU-s on one thread, 1.4-1.9 on FFmpeg's 3), which transcription could use;
-#: but a large picture on one thread makes the scene pass outlast transcription, and a
-#: CPU then waits. On 2 CPUs, through the API: 720p at 30 fps (27.6 M/s) was fastest
-#: on one thread, 1080p at 30 fps (62.2 M/s) on two (docs/benchmarks.md).
+#: Decoding work a second of video brings, counted in pixels, given to each decoding
+#: thread while transcription runs beside the scene pass. Frame threads cost CPU
+#: (decoding the 720p bench clip took 1.15 CPU-s on one thread, 1.4-1.9 on FFmpeg's 3),
+#: which transcription could use; but a video that is costly to decode makes the scene
+#: pass outlast transcription on one thread, and a CPU then waits. On 2 CPUs, through
+#: the API: the bench's 720p clip at 30 fps (27.6 M pixels a second, 28 kbit/s) was
+#: fastest on one thread, its 1080p clip (62.2 M) on two (docs/benchmarks.md).
 PIXELS_PER_DECODE_THREAD = 32e6
+#: Each bit of the stream costs about as much to decode as this many pixels. H.264 on
+#: one thread, 60 s clips: about 0.7 ns a pixel and 17.5 ns a bit, so that the 720p
+#: bench clip decodes in 1.1 CPU-s and the same size filmed-like at 4 Mbit/s in 5.3.
+BITS_AS_PIXELS = 25
 
 
 def decode_threads(
-    most: int, width: int, height: int, fps: float, transcription_beside: bool
+    most: int, width: int, height: int, fps: float, bit_rate: int, transcription_beside: bool
 ) -> int:
     """Threads to decode a video on in the scene pass, at most ``most`` (0: FFmpeg's
-    own count). With no transcription beside it, the scene pass takes them all."""
+    own count): one for each ``PIXELS_PER_DECODE_THREAD`` of its pixels and bits
+    (``bit_rate``, bits a second) a second. With no transcription beside it, the scene
+    pass takes them all."""
     if most <= 0 or not transcription_beside:
         return max(0, most)
-    wanted = math.ceil(width * height * fps / PIXELS_PER_DECODE_THREAD)
-    return max(1, min(most, wanted))
+    work = width * height * fps + BITS_AS_PIXELS * max(0, bit_rate)
+    return max(1, min(most, math.ceil(work / PIXELS_PER_DECODE_THREAD)))
 
 
 class SceneActivities:
@@ -489,9 +502,14 @@ class SceneActivities:
                 non_retryable=True,
             ) from None
         fps = float(video.frame_rate)
-        video.decode_on(
-            decode_threads(self._decode_threads, *video.coded_size, fps, input.transcription_beside)
+        threads = decode_threads(
+            self._decode_threads,
+            *video.coded_size,
+            fps,
+            video.bit_rate,
+            input.transcription_beside,
         )
+        video.decode_on(threads)
         total = video.duration.frame_num if video.duration is not None else None
         min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []
@@ -585,6 +603,7 @@ class SceneActivities:
             count=len(scenes),
             frames=end_frame,
             fps=fps,
+            decode_threads=threads,
             transients_dropped=detector.dropped,
             keyframes=None if keyframes is None else len(keyframes),
         )

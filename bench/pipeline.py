@@ -1,10 +1,10 @@
 """Reelscope against its floor and against the naive script, in one run.
 
-    .venv/bin/python bench/pipeline.py [--runs 3] [--sizes 720p,1080p]
+    .venv/bin/python bench/pipeline.py [--runs 3] [--sizes 720p,1080p] [--media FILE ...]
 
 On generated 60 s clips (fixed content: 4 s shots, every other captioned, speech
-throughout; written to a temp dir, never committed) it measures, per clip, the median of
-``--runs`` runs of:
+throughout; written to a temp dir, never committed), and on any video files given with
+``--media``, it measures, per clip, the median of ``--runs`` runs of:
 
 (a) Reelscope end to end through the API: submit → result, on a stack it starts
     (Temporal dev server, one worker process, the API process). It learns that the
@@ -24,6 +24,9 @@ its own with glibc's defaults, as a user's script would. Per-stage times of (a) 
 from the item workflow's activity events, and the time before the stages from the
 job's and the item's histories. From (a)'s CPU seconds it also prints how low a/b
 could go with no CPU ever idle and no orchestration cost.
+
+A file given with ``--media`` has no known truth, so its accuracy row gives what each
+system found (scenes, text lines, words heard) side by side instead of scores.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +83,15 @@ def norm(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]+", "", text.lower())
 
 
+@dataclass(frozen=True)
+class Clip:
+    """One clip the bench times: a generated one (its truth known) or a user's file."""
+
+    name: str
+    path: Path
+    spec: SampleSpec | None = None
+
+
 def wer(spec: SampleSpec, text: str) -> float:
     said = " ".join([SPEECH_TEXT] * 8)  # the looped track
     truth = norm(said).split()
@@ -90,6 +103,20 @@ def captions_found(spec: SampleSpec, texts: list[str]) -> str:
     wanted = {norm(s.text) for s in spec.shots if s.text}
     seen = {norm(t) for t in texts}
     return f"{len(wanted & seen)}/{len(wanted)}"
+
+
+def quality(clip: Clip, scenes: int, texts: list[str], transcript: str) -> str:
+    """One system's accuracy on a clip: scored against the truth of a generated clip,
+    or, for a user's file, what it found."""
+    if clip.spec is None:
+        return (
+            f"{scenes} scenes, {len({norm(t) for t in texts})} distinct text lines, "
+            f"{len(norm(transcript).split())} words"
+        )
+    return (
+        f"{scenes}/{len(clip.spec.shots)} scenes, {captions_found(clip.spec, texts)} "
+        f"captions, WER {wer(clip.spec, transcript):.3f}"
+    )
 
 
 # -- (b) the floor ------------------------------------------------------------------
@@ -285,7 +312,18 @@ def median(values: list[float]) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sizes", default="720p,1080p")
+    parser.add_argument(
+        "--sizes", default="720p,1080p", help="Generated clips to time; '' for none."
+    )
+    parser.add_argument(
+        "--media",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="A video file of your own to time as well (repeatable); it is served to "
+        "Reelscope and the naive script over HTTP, as the generated clips are.",
+    )
     parser.add_argument(
         "--warmup",
         type=int,
@@ -300,22 +338,33 @@ async def main() -> None:
         help="Extra setting for the worker process, e.g. REELSCOPE_WHISPER_THREADS=1 (repeatable).",
     )
     args = parser.parse_args()
-    sizes = [s.strip() for s in args.sizes.split(",")]
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for path in args.media:
+        if not path.is_file():
+            parser.error(f"--media {path}: no such file")
     # Before this process starts threads or loads models, as the worker does.
     tune_malloc(malloc_settings(Settings().keep_freed_memory))
 
     work = Path(tempfile.mkdtemp(prefix="reelscope-bench-"))
     media = work / "media"
-    specs = {}
+    clips = []
     for size in sizes:
         width, height = SIZES[size]
-        specs[size] = SampleSpec.long(width, height)
+        spec = SampleSpec.long(width, height)
         print(f"rendering the {size} clip ...", flush=True)
-        make_sample(media / f"clip-{size}.mp4", specs[size])
+        clips.append(Clip(size, make_sample(media / f"clip-{size}.mp4", spec), spec))
+    for n, path in enumerate(args.media):
+        # Numbered, so that two files of one name stay apart.
+        served = media / f"media-{n}{path.suffix}"
+        served.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, served)
+        clips.append(Clip(path.name, served))
+    if not clips:
+        parser.error("nothing to time: give --sizes or --media")
     server, media_url = serve_folder(media)
 
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
-    rows = []
+    rows: list[dict[str, Any]] = []
     first_job: tuple[str, float] | None = None
     naive: NaiveProcess | None = None
     try:
@@ -333,9 +382,9 @@ async def main() -> None:
             stack.temporal_address, data_converter=pydantic_data_converter
         )
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
-            for size in sizes:
-                url = f"{media_url}/clip-{size}.mp4"
-                spec = specs[size]
+            for clip in clips:
+                size = clip.name
+                url = f"{media_url}/{clip.path.name}"
                 a_times, b_times, c_times = [], [], []
                 stage_runs: list[dict[str, float]] = []
                 a_cpu: list[list[float]] = []
@@ -344,7 +393,7 @@ async def main() -> None:
                     print(f"{size} warm-up {run + 1}/{args.warmup}", flush=True)
                     took, _, _ = await reelscope_run(api, client, url)
                     first_job = first_job or (size, took)
-                    floor_run(media / f"clip-{size}.mp4", models, settings, work)
+                    floor_run(clip.path, models, settings, work)
                     naive.run(url)
                 for run in range(args.runs):
                     print(f"{size} run {run + 1}/{args.runs}: reelscope, floor, naive", flush=True)
@@ -355,7 +404,7 @@ async def main() -> None:
                     )
                     a_times.append(a)
                     stage_runs.append(stages)
-                    floor = floor_run(media / f"clip-{size}.mp4", models, settings, work)
+                    floor = floor_run(clip.path, models, settings, work)
                     floors.append(floor)
                     b_times.append(floor["floor"])
                     c, naive_out = naive.run(url)
@@ -376,17 +425,12 @@ async def main() -> None:
                         "stages": {
                             k: median([s.get(k, 0.0) for s in stage_runs]) for k in stage_runs[0]
                         },
-                        "a_quality": (
-                            len(item["scenes"]),
-                            captions_found(spec, texts),
-                            wer(spec, item["transcript"]["text"]),
+                        "a_quality": quality(
+                            clip, len(item["scenes"]), texts, item["transcript"]["text"]
                         ),
-                        "c_quality": (
-                            naive_out["scenes"],
-                            captions_found(spec, naive_out["texts"]),
-                            wer(spec, naive_out["transcript"]),
+                        "c_quality": quality(
+                            clip, naive_out["scenes"], naive_out["texts"], naive_out["transcript"]
                         ),
-                        "truth_scenes": len(spec.shots),
                     }
                 )
     finally:
@@ -395,7 +439,7 @@ async def main() -> None:
         await stack.__aexit__(None, None, None)
         server.shutdown()
 
-    print(f"\n60 s clips, {os.cpu_count()} CPUs, median of {args.runs} runs, seconds\n")
+    print(f"\n{os.cpu_count()} CPUs, median of {args.runs} runs, seconds\n")
     print(
         "| clip | (a) Reelscope via API | (b) floor: max(ASR, vision) | ASR alone | "
         "vision alone | ASR beside vision, one process | (c) naive script | a/b | a/c |"
@@ -413,16 +457,14 @@ async def main() -> None:
             f"\n(a) of the worker's first job, an untimed {first_job[0]} warm-up: "
             f"{first_job[1]:.1f} s. Warm-ups are left out of the medians."
         )
-    print("\nAccuracy on the same runs (scenes found / truth, captions read, WER):\n")
+    print(
+        "\nAccuracy on the same runs (generated clips: scenes found / truth, captions "
+        "read, WER; your files: what each found):\n"
+    )
     print("| clip | Reelscope | naive script |")
     print("| --- | --- | --- |")
     for r in rows:
-        aq, cq = r["a_quality"], r["c_quality"]
-        print(
-            f"| {r['size']} | {aq[0]}/{r['truth_scenes']} scenes, {aq[1]} captions, "
-            f"WER {aq[2]:.3f} | {cq[0]}/{r['truth_scenes']} scenes, {cq[1]} captions, "
-            f"WER {cq[2]:.3f} |"
-        )
+        print(f"| {r['size']} | {r['a_quality']} | {r['c_quality']} |")
     print(
         "\nReelscope per-stage activity time (median, seconds; transcription runs beside "
         "the vision stages):\n"

@@ -4,6 +4,7 @@
         --config "" --config "REELSCOPE_WHISPER_THREADS=2,REELSCOPE_SCENE_DECODE_THREADS=0"
 
 Each ``--config`` is a comma-separated list of worker settings ("" = the defaults).
+``--media FILE`` times a video of your own instead of the generated clip.
 One Temporal dev server and one API process stay up. Each round starts a worker with
 each config in turn, runs one untimed job (so no config pays for a cold start), then
 ``--jobs`` timed jobs of the pipeline bench's clip, and stops the worker. Rounds
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -51,16 +53,25 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=3, help="timed jobs per config and round")
     parser.add_argument("--config", action="append", required=True)
+    parser.add_argument(
+        "--media", type=Path, metavar="FILE", help="a video file to time instead of the clip"
+    )
     args = parser.parse_args()
+    if args.media is not None and not args.media.is_file():
+        parser.error(f"--media {args.media}: no such file")
     configs = [parse_config(text) for text in args.config]
 
     with tempfile.TemporaryDirectory(prefix="reelscope-ab-") as folder:
         work = Path(folder)
         media = work / "media"
         media.mkdir()
-        print(f"rendering the {args.size} clip ...", flush=True)
-        make_sample(media / "clip.mp4", SampleSpec.long(*SIZES[args.size]))
+        if args.media is None:
+            print(f"rendering the {args.size} clip ...", flush=True)
+            make_sample(media / "clip.mp4", SampleSpec.long(*SIZES[args.size]))
+        else:
+            shutil.copyfile(args.media, media / f"clip{args.media.suffix}")
         server, media_url = serve_folder(media)
+        url = f"{media_url}/{next(media.iterdir()).name}"
         runs: list[list[tuple[float, float, dict[str, float]]]] = [[] for _ in configs]
         try:
             async with LocalStack(work) as stack:
@@ -72,12 +83,10 @@ async def main() -> None:
                         for n, config in enumerate(configs):
                             worker = await stack.start_worker(env=config)
                             process = psutil.Process(worker.pid)
-                            await reelscope_run(api, client, f"{media_url}/clip.mp4")
+                            await reelscope_run(api, client, url)
                             for _ in range(args.jobs):
                                 before = sum(process.cpu_times()[:2])
-                                took, _, stages = await reelscope_run(
-                                    api, client, f"{media_url}/clip.mp4"
-                                )
+                                took, _, stages = await reelscope_run(api, client, url)
                                 cpu = sum(process.cpu_times()[:2]) - before
                                 runs[n].append((took, cpu, stages))
                             stack.stop(worker)
@@ -88,7 +97,8 @@ async def main() -> None:
         finally:
             server.shutdown()
 
-    print(f"\n{args.size}, {args.rounds} rounds × {args.jobs} jobs per config, medians\n")
+    clip = args.media.name if args.media is not None else args.size
+    print(f"\n{clip}, {args.rounds} rounds × {args.jobs} jobs per config, medians\n")
     print("| config | submit → result | worker CPU-s per job | scenes | transcription | OCR |")
     print("| --- | --- | --- | --- | --- | --- |")
     for text, results in zip(args.config, runs, strict=True):

@@ -104,13 +104,28 @@ def test_the_scene_pass_writes_one_keyframe_per_scene_from_that_scene(
     assert env.heartbeats[-1].resume["keyframes"][0]["image_file"] == result.keyframes[0].image_file
 
 
-def test_decoding_threads_grow_with_the_picture_beside_transcription() -> None:
-    assert decode_threads(8, 1280, 720, 30.0, transcription_beside=True) == 1
-    assert decode_threads(8, 1920, 1080, 30.0, transcription_beside=True) == 2
-    assert decode_threads(8, 3840, 2160, 60.0, transcription_beside=True) == 8
-    assert decode_threads(1, 1920, 1080, 30.0, transcription_beside=True) == 1
-    assert decode_threads(4, 640, 360, 30.0, transcription_beside=False) == 4
-    assert decode_threads(0, 1920, 1080, 30.0, transcription_beside=True) == 0
+def test_decoding_threads_grow_with_the_picture_and_its_bits_beside_transcription() -> None:
+    # The bench's flat clips: few bits, so the picture size decides.
+    assert decode_threads(8, 1280, 720, 30.0, 28_000, transcription_beside=True) == 1
+    assert decode_threads(8, 1920, 1080, 30.0, 37_000, transcription_beside=True) == 2
+    assert decode_threads(8, 3840, 2160, 60.0, 0, transcription_beside=True) == 8
+    # Filmed-like 720p at 4 Mbit/s: about five times the flat clip's decoding work.
+    assert decode_threads(8, 1280, 720, 30.0, 4_000_000, transcription_beside=True) == 4
+    assert decode_threads(2, 1280, 720, 30.0, 4_000_000, transcription_beside=True) == 2
+    assert decode_threads(8, 854, 480, 30.0, 200_000, transcription_beside=True) == 1
+    assert decode_threads(1, 1920, 1080, 30.0, 8_000_000, transcription_beside=True) == 1
+    assert decode_threads(4, 640, 360, 30.0, 500_000, transcription_beside=False) == 4
+    assert decode_threads(0, 1920, 1080, 30.0, 0, transcription_beside=True) == 0
+
+
+def test_the_scene_pass_reads_the_stream_bit_rate(media_dir: Path) -> None:
+    sample = media_dir / SAMPLE_NAME
+    video = PlanarStream(str(sample))
+    size = sample.stat().st_size
+    assert video.duration is not None
+    seconds = video.duration.get_seconds()
+    # The video stream's own rate: under the whole file's, which holds the audio too.
+    assert 0 < video.bit_rate < size * 8 / seconds
 
 
 @pytest.mark.parametrize("many", [0, 3])
