@@ -442,21 +442,23 @@ def spans_from_cuts(cuts: list[int], total_frames: int, fps: float) -> list[Scen
 #: (decoding the 720p bench clip took 1.15 CPU-s on one thread, 1.4-1.9 on FFmpeg's 3),
 #: which transcription could use; but a video that is costly to decode makes the scene
 #: pass outlast transcription on one thread, and a CPU then waits. On 2 CPUs, through
-#: the API: the bench's 720p clip at 30 fps (27.6 M pixels a second, 28 kbit/s) was
-#: fastest on one thread, its 1080p clip (62.2 M) on two (docs/benchmarks.md).
+#: the API: the bench's flat 720p clip at 30 fps (27.6 M pixels a second) was fastest
+#: on one thread, its 1080p clip (62.2 M) on two (docs/benchmarks.md).
 PIXELS_PER_DECODE_THREAD = 32e6
-#: Each bit of the stream costs about as much to decode as this many pixels. H.264 on
-#: one thread, 60 s clips: about 0.7 ns a pixel and 17.5 ns a bit, so that the 720p
-#: bench clip decodes in 1.1 CPU-s and the same size filmed-like at 4 Mbit/s in 5.3.
-BITS_AS_PIXELS = 25
+#: What a bit of the stream counts for, in pixels. Bits cost decoding time too: filmed
+#: 720p at 4 Mbit/s took 5.3 CPU-s to decode on one thread, the flat clip (28 kbit/s)
+#: 1.1. Fitted to where a second thread paid off through the API on 2 CPUs, filmed
+#: 720p at 30 fps: at 1 and 2 Mbit/s no faster on two threads (and 0.7-0.8 CPU-s a job
+#: more), at 4 Mbit/s 11 % faster. So 720p30 takes a second thread from 2.9 Mbit/s.
+BITS_AS_PIXELS = 1.5
 
 
 def decode_threads(
     most: int, width: int, height: int, fps: float, bit_rate: int, transcription_beside: bool
 ) -> int:
     """Threads to decode a video on in the scene pass, at most ``most`` (0: FFmpeg's
-    own count): one for each ``PIXELS_PER_DECODE_THREAD`` of its pixels and bits
-    (``bit_rate``, bits a second) a second. With no transcription beside it, the scene
+    own count): one for each ``PIXELS_PER_DECODE_THREAD`` of its pixels and weighted
+    bits (``bit_rate``, bits a second) a second. With no transcription beside it, the scene
     pass takes them all."""
     if most <= 0 or not transcription_beside:
         return max(0, most)

@@ -150,8 +150,9 @@ class Settings(BaseSettings):
         default_factory=usable_cpus,
         ge=0,
         description="Most FFmpeg threads decoding one video in the scene pass; default: "
-        "the CPUs, at most 8. Beside transcription a video gets one per 32 M pixels a "
-        "second (720p30: 1, 1080p30: 2); 0: FFmpeg's own count.",
+        "the CPUs, at most 8. Beside transcription a video gets one per 32 M a second of "
+        "its pixels plus 1.5 × its bits (720p30: 1, from 2.9 Mbit/s 2; 1080p30: 2); 0: "
+        "FFmpeg's own count.",
     )
 
     # OCR.
