@@ -15,15 +15,18 @@ Frames are decoded with PyAV and used as the decoder hands them over: the detect
 each frame scaled down plane by plane and converted to colour at their size, and
 full-size frames are kept as their planes, converted only when written. Converting
 every full-size frame to colour (what OpenCV's reader does) cost more than decoding
-it: 2.2 of 5.6 CPU seconds for a 60 s 1080p clip.
+it: 2.2 of 5.6 CPU seconds for a 60 s 1080p clip. Decoding runs on a thread of its own
+(``DecodeAhead``), a few frames ahead of the thread that scales frames down and runs the
+detectors, so the two overlap whenever a CPU is free.
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
@@ -32,7 +35,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode, SceneManager
+from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from scenedetect.backends.pyav import VideoStreamAv
 from scenedetect.detector import SceneDetector
 from scenedetect.scene_manager import compute_downscale_factor
@@ -65,9 +68,9 @@ RETURN_SCORE = 15.0
 SAMPLE_SECONDS = 0.125
 #: ... and the spacing doubles whenever more than this many bytes of them would be held.
 SAMPLE_BUDGET_BYTES = 96 * 2**20
-#: Full-size frames the decode thread may hold ahead of the detectors (PySceneDetect's
-#: queue holds 4).
-TAP_AHEAD_FRAMES = 8
+#: Decoded frames the decode thread may hold ahead of the detectors (PySceneDetect's
+#: own reader queues 4).
+DECODE_AHEAD_FRAMES = 4
 
 
 def _hsv(bgr: np.ndarray) -> np.ndarray:
@@ -173,17 +176,27 @@ def _quarter_turns(frame: av.VideoFrame) -> int:
     return (int(frame.rotation) // 90) % 4
 
 
-def split_frame(
-    frame: av.VideoFrame, small: tuple[int, int], keep: bool
-) -> tuple[np.ndarray, Picture | None]:
-    """The frame for the detectors (BGR, ``small`` = its coded width and height, turned
-    upright), and, if ``keep``, the full-size ``Picture``.
+def detector_size(width: int, height: int, turns: int) -> tuple[int, int]:
+    """Coded width and height for the detectors: the upright picture's width brought to
+    PySceneDetect's downscale width, then even (and the height a multiple of 4), as I420
+    needs."""
+    factor = compute_downscale_factor(height if turns % 2 else width)
+    return (
+        max(2, round(width / factor) // 2 * 2),
+        max(4, round(height / factor) // 4 * 4),
+    )
+
+
+def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture | None]:
+    """The frame for the detectors (BGR at ``detector_size``, turned upright), and, if
+    ``keep``, the full-size ``Picture``.
 
     8-bit 4:2:0 in limited range, the usual case, is scaled plane by plane and converted
     at the small size (the same BT.601 conversion OpenCV's reader applies). Every other
     pixel format goes through FFmpeg's own conversion to BGR at full size."""
     width, height = frame.width, frame.height
     turns = _quarter_turns(frame)
+    small = detector_size(width, height, turns)
     if (
         frame.format.name == "yuv420p"
         and frame.color_range != 2
@@ -216,18 +229,14 @@ def split_frame(
 class PlanarStream(VideoStreamAv):
     """The scene pass's reader: PyAV, on one decoding thread unless ``decode_on`` sets
     more. ``read`` returns each frame at the detectors' size (PySceneDetect's
-    auto-downscale width, 256 px and up), so the ``SceneManager`` scales nothing.
-    Full-size frames whose numbers ``wanted`` accepts (set by the consumer) are kept
-    as ``Picture``s until ``take`` collects them on the detector thread."""
+    auto-downscale width, 256 px and up), so a ``SceneManager`` scales nothing; the
+    scene pass itself reads through ``DecodeAhead`` and ``split_frame``."""
 
     def __init__(self, path: str) -> None:
         # Frame threading as PySceneDetect sets it up (its end-of-file check included),
         # with one thread until ``decode_on`` says otherwise.
         super().__init__(path, threading_mode="AUTO")
         self._video_stream.thread_count = 1
-        self._full: dict[int, Picture] = {}
-        self._lock = threading.Lock()
-        self.wanted: Callable[[int], bool] = lambda number: True
 
     def decode_on(self, threads: int) -> None:
         """Before the first read: decode on ``threads`` threads, 0 for FFmpeg's own
@@ -245,22 +254,16 @@ class PlanarStream(VideoStreamAv):
         records none for the stream (Matroska, WebM); 0 where neither is known."""
         return int(self._video_stream.bit_rate or self._container.bit_rate or 0)
 
-    def _small_size(self, turns: int) -> tuple[int, int]:
-        """Coded width and height for the detectors: the upright picture's width brought
-        to PySceneDetect's downscale width, then even (and the height a multiple of 4),
-        as I420 needs."""
-        width, height = self.coded_size
-        factor = compute_downscale_factor(height if turns % 2 else width)
-        return (
-            max(2, round(width / factor) // 2 * 2),
-            max(4, round(height / factor) // 4 * 4),
-        )
+    @property
+    def decoded(self) -> av.VideoFrame | None:
+        """The frame the last ``read`` decoded."""
+        return self._frame
 
     @property
     def frame_size(self) -> tuple[int, int]:
         """The size ``read`` returns, upright."""
         turns = _quarter_turns(self._frame) if self._frame is not None else 0
-        width, height = self._small_size(turns)
+        width, height = detector_size(*self.coded_size, turns)
         return (height, width) if turns % 2 else (width, height)
 
     def read(self, decode: bool = True) -> np.ndarray | bool:
@@ -270,23 +273,73 @@ class PlanarStream(VideoStreamAv):
             return True
         frame = self._frame
         assert frame is not None
-        number = self.position.frame_num
-        image, kept = split_frame(
-            frame, self._small_size(_quarter_turns(frame)), keep=self.wanted(number)
-        )
-        if kept is not None:
-            with self._lock:
-                self._full[number] = kept
-                while len(self._full) > TAP_AHEAD_FRAMES:
-                    del self._full[next(iter(self._full))]
-        return image
+        return split_frame(frame, keep=False)[0]
 
-    def take(self, number: int) -> Picture | None:
-        """The full-size frame ``number``; frames before it are dropped."""
-        with self._lock:
-            for older in [n for n in self._full if n < number]:
-                del self._full[older]
-            return self._full.pop(number, None)
+
+class DecodeAhead:
+    """Reads ``video`` on a thread of its own, at most ``ahead`` frames ahead of the
+    caller, who iterates over ``(position, frame)`` of each frame as PyAV decoded it.
+    Decoding is most of the scene pass; the caller scales each frame down and runs the
+    detectors meanwhile. A context manager: leaving it stops the thread, whatever ends
+    the caller's loop. While it runs, only its thread may touch ``video``."""
+
+    def __init__(self, video: PlanarStream, ahead: int = DECODE_AHEAD_FRAMES) -> None:
+        self._video = video
+        self._queue: queue.Queue[tuple[FrameTimecode, av.VideoFrame] | BaseException | None] = (
+            queue.Queue(ahead)
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name="scene-decode", daemon=True)
+
+    def __enter__(self) -> DecodeAhead:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            self._drain()
+            self._thread.join(timeout=0.05)
+        self._drain()
+
+    def __iter__(self) -> Iterator[tuple[FrameTimecode, av.VideoFrame]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _put(self, item: tuple[FrameTimecode, av.VideoFrame] | BaseException | None) -> bool:
+        """Waits for room; False once the caller has gone."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        video = self._video
+        try:
+            while video.read(decode=False):
+                frame = video.decoded
+                assert frame is not None
+                if not self._put((video.position, frame)):
+                    return
+        except BaseException as exc:  # handed to the caller, who raises it
+            self._put(exc)
+            return
+        self._put(None)
 
 
 @dataclass(frozen=True)
@@ -348,30 +401,25 @@ class KeyframeCollector:
         self.picked.append(PickedKeyframe(start, frame, self._save(start, nearest[frame])))
 
 
-class KeyframeTap(SceneDetector):
-    """Runs after the ``TransientFilter`` on every frame: closes the scene a newly
-    confirmed cut ends, then offers the frame's full-size image to the collector."""
+class KeyframeTap:
+    """Follows the ``TransientFilter``: closes the scene each newly confirmed cut ends,
+    says which frames the collector wants at full size, and offers them to it."""
 
-    def __init__(
-        self, stream: PlanarStream, cuts: TransientFilter, collector: KeyframeCollector
-    ) -> None:
-        super().__init__()
-        self.stream = stream
+    def __init__(self, cuts: TransientFilter, collector: KeyframeCollector) -> None:
         self.filter = cuts
         self.collector = collector
         self.closed = 0
-        # Only frames the collector may sample are kept. The decode thread runs up to
-        # 6 frames ahead, so after a cut the new scene's first sample may come that
-        # much late (a cut is confirmed 0.12 s after it, the settle time): up to 60 fps
-        # that still falls inside a scene of the default 15 frames.
-        stream.wanted = lambda number: number >= collector.next_at
 
-    def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
+    def wants(self, number: int) -> bool:
+        """Whether frame ``number``'s full-size picture may become a sample."""
         self.close_confirmed()
-        image = self.stream.take(timecode.frame_num)
-        if image is not None:
-            self.collector.offer(timecode.frame_num, image)
-        return []
+        return number >= self.collector.next_at
+
+    def offer(self, number: int, picture: Picture | None) -> None:
+        """After the detectors have seen frame ``number``."""
+        self.close_confirmed()
+        if picture is not None:
+            self.collector.offer(number, picture)
 
     def close_confirmed(self) -> None:
         for cut in self.filter.cuts[self.closed :]:
@@ -530,39 +578,23 @@ class SceneActivities:
             video.seek(max(0, previous.done - min_scene_len - 1))
             log().info("scenes.resumed", from_frame=previous.done, cuts=len(cuts))
 
-        manager = SceneManager()
-        manager.auto_downscale = True
         detector = TransientFilter(
             make_detector(self._detector, input.threshold or self._threshold, min_scene_len),
             settle_frames=max(2, round(SETTLE_SECONDS * fps)),
         )
-        manager.add_detector(detector)
         tap: KeyframeTap | None = None
-        # Full-size frames are kept only for the key-frame tap, which sets its own test.
-        video.wanted = lambda number: False
         if input.keyframes:
             out_dir = self._workspaces.file(input.workspace, "keyframes")
             out_dir.mkdir(exist_ok=True)
             # The scene open at the resume point lost its samples with the last attempt:
             # its key frame comes from the part decoded from here on.
             collector = KeyframeCollector(fps, max(cuts, default=0), partial(self._save, out_dir))
-            tap = KeyframeTap(video, detector, collector)
-            manager.add_detector(tap)
+            tap = KeyframeTap(detector, collector)
 
-        def cuts_so_far() -> list[int]:
-            return sorted(set(cuts + detector.cuts))
-
-        def picked_so_far() -> list[PickedKeyframe]:
-            return picked + (tap.collector.picked if tap else [])
-
-        chunk = max(1, round(CHUNK_SECONDS * fps))
-        while True:
-            processed = manager.detect_scenes(video=video, duration=chunk)
-            position = video.frame_number
-            found = cuts_so_far()
-            resume: dict[str, object] = {"cuts": found}
+        def heartbeat(position: int) -> None:
+            resume: dict[str, object] = {"cuts": sorted(set(cuts + detector.cuts))}
             if tap:
-                resume["keyframes"] = [vars(kf) for kf in picked_so_far()]
+                resume["keyframes"] = [vars(kf) for kf in picked + tap.collector.picked]
             report(
                 ActivityProgress(
                     stage=Stage.SCENES,
@@ -573,10 +605,30 @@ class SceneActivities:
                     resume=resume,
                 )
             )
-            if processed < chunk:
-                break
+
+        chunk = max(1, round(CHUNK_SECONDS * fps))
+        # Frames read so far, as PySceneDetect counts them (the last one's number + 1).
+        done = video.frame_number
+        next_beat = done + chunk
+        detector_shape: tuple[int, ...] | None = None
+        with DecodeAhead(video) as frames:
+            for position, frame in frames:
+                number = position.frame_num
+                image, kept = split_frame(frame, keep=tap is not None and tap.wants(number))
+                # A frame whose size changed mid-stream cannot be compared with the
+                # others; PySceneDetect's reader skips it too.
+                detector_shape = detector_shape or image.shape
+                if image.shape == detector_shape:
+                    detector.process_frame(position, image)
+                    if tap:
+                        tap.offer(number, kept)
+                done = number + 1
+                if done >= next_beat:
+                    heartbeat(done)
+                    next_beat = done + chunk
+        heartbeat(done)
         detector.finish()
-        all_cuts = cuts_so_far()
+        all_cuts = sorted(set(cuts + detector.cuts))
         # Scenes end where decoding really ended: a truncated file claims more.
         end_frame = video.frame_number
         if end_frame <= 0:
@@ -590,7 +642,7 @@ class SceneActivities:
         if tap:
             tap.close_confirmed()
             tap.collector.close(end_frame)
-            by_start = {kf.scene_start: kf for kf in picked_so_far()}
+            by_start = {kf.scene_start: kf for kf in picked + tap.collector.picked}
             keyframes = [
                 KeyframeFile(
                     scene_index=index,

@@ -37,7 +37,6 @@ VARIANTS: dict[str, tuple[Callable[[], SceneDetector], bool]] = {
 def cuts_of(media: Path, make: Callable[[], SceneDetector], transient_filter: bool) -> list[float]:
     # The scene pass's own reader, so the variants see the frames Reelscope sees.
     video = PlanarStream(str(media))
-    video.wanted = lambda number: False
     fps = float(video.frame_rate)
     manager = SceneManager()
     manager.auto_downscale = True
