@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from activities.frames import grey_sharpness
 from activities.scenes import (
     AdaptiveCutDetector,
     ContentCutDetector,
+    DecodeAhead,
     KeyframeCollector,
     Picture,
     PlanarStream,
@@ -158,6 +160,46 @@ def test_decoding_threads_change_nothing_but_the_cpu_spent(
     assert len(one_images) == len(one_scenes)
     for one, many in zip(one_images, many_images, strict=True):
         assert np.array_equal(one, many)
+
+
+def decode_threads_running() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "scene-decode"]
+
+
+def test_decoding_ahead_hands_over_every_frame_in_order_and_stops_with_its_reader(
+    media_dir: Path, sample_spec: SampleSpec
+) -> None:
+    path = str(media_dir / SAMPLE_NAME)
+    with DecodeAhead(PlanarStream(path), ahead=2) as frames:
+        numbers = [position.frame_num for position, _ in frames]
+    assert numbers == list(range(sample_spec.total_frames))
+    assert not decode_threads_running()
+
+    # A reader that stops early (a cancel, a failed detector) stops the thread too,
+    # though it is blocked on a full queue.
+    with DecodeAhead(PlanarStream(path), ahead=2) as frames:
+        for position, _ in frames:
+            if position.frame_num == 3:
+                break
+    assert not decode_threads_running()
+
+
+def test_a_decoding_failure_reaches_the_reader(media_dir: Path) -> None:
+    class FailingStream(PlanarStream):
+        def read(self, decode: bool = True) -> np.ndarray | bool:
+            if self.frame_number >= 5:
+                raise MemoryError("no room for the next frame")
+            return super().read(decode)
+
+    seen = 0
+    with (
+        pytest.raises(MemoryError, match="no room"),
+        DecodeAhead(FailingStream(str(media_dir / SAMPLE_NAME))) as frames,
+    ):
+        for _ in frames:
+            seen += 1
+    assert seen == 5
+    assert not decode_threads_running()
 
 
 def test_the_scene_pass_keeps_the_keyframes_of_an_earlier_attempt(
