@@ -496,22 +496,31 @@ PIXELS_PER_DECODE_THREAD = 32e6
 #: What a bit of the stream counts for, in pixels. Bits cost decoding time too: filmed
 #: 720p at 4 Mbit/s took 5.3 CPU-s to decode on one thread, the flat clip (28 kbit/s)
 #: 1.1. Fitted to where a second thread paid off through the API on 2 CPUs, filmed
-#: 720p at 30 fps: at 1 and 2 Mbit/s no faster on two threads (and 0.7-0.8 CPU-s a job
-#: more), at 4 Mbit/s 11 % faster. So 720p30 takes a second thread from 2.9 Mbit/s.
-BITS_AS_PIXELS = 1.5
+#: 720p at 30 fps, with decoding on a thread of its own (session 11): at 1 Mbit/s two
+#: threads were 2 % slower, at 2 Mbit/s 5 % faster for the same CPU. So 720p30 takes a
+#: second thread from 1.5 Mbit/s.
+BITS_AS_PIXELS = 3.0
 
 
 def decode_threads(
-    most: int, width: int, height: int, fps: float, bit_rate: int, transcription_beside: bool
+    most: int,
+    width: int,
+    height: int,
+    fps: float,
+    bit_rate: int,
+    transcription_beside: bool,
+    spare: int = 1,
 ) -> int:
     """Threads to decode a video on in the scene pass, at most ``most`` (0: FFmpeg's
     own count): one for each ``PIXELS_PER_DECODE_THREAD`` of its pixels and weighted
-    bits (``bit_rate``, bits a second) a second. With no transcription beside it, the scene
-    pass takes them all."""
+    bits (``bit_rate``, bits a second) a second, and never fewer than ``spare``, the
+    CPUs transcription leaves (on 2 CPUs, 1; on 8, 4). With no transcription beside it,
+    the scene pass takes them all."""
     if most <= 0 or not transcription_beside:
         return max(0, most)
     work = width * height * fps + BITS_AS_PIXELS * max(0, bit_rate)
-    return max(1, min(most, math.ceil(work / PIXELS_PER_DECODE_THREAD)))
+    wanted = max(spare, math.ceil(work / PIXELS_PER_DECODE_THREAD))
+    return max(1, min(most, wanted))
 
 
 class SceneActivities:
@@ -522,14 +531,17 @@ class SceneActivities:
         min_scene_len_frames: int,
         detector: str = "adaptive",
         decode_threads: int = 1,
+        spare_cpus: int = 1,
     ) -> None:
         """``decode_threads``: the most threads that decode one video (see
-        ``decode_threads``); 0 leaves the count to FFmpeg."""
+        ``decode_threads``); 0 leaves the count to FFmpeg. ``spare_cpus``: the CPUs
+        transcription leaves to the scene pass beside it."""
         self._workspaces = workspaces
         self._threshold = threshold
         self._min_scene_len_frames = min_scene_len_frames
         self._detector = detector
         self._decode_threads = decode_threads
+        self._spare_cpus = spare_cpus
 
     @activity.defn(name="detect_scenes")
     def detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
@@ -558,6 +570,7 @@ class SceneActivities:
             fps,
             video.bit_rate,
             input.transcription_beside,
+            self._spare_cpus,
         )
         video.decode_on(threads)
         total = video.duration.frame_num if video.duration is not None else None
