@@ -151,8 +151,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Most FFmpeg threads decoding one video in the scene pass; default: "
         "the CPUs, at most 8. Beside transcription a video gets one per 32 M a second of "
-        "its pixels plus 1.5 × its bits (720p30: 1, from 2.9 Mbit/s 2; 1080p30: 2); 0: "
-        "FFmpeg's own count.",
+        "its pixels plus 3 × its bits (720p30: 1, from 1.5 Mbit/s 2; 1080p30: 2), and at "
+        "least the CPUs transcription leaves; 0: FFmpeg's own count.",
     )
 
     # OCR.
