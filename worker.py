@@ -46,7 +46,7 @@ from activities.workspace import WorkspaceActivities, Workspaces
 from reelscope.artifacts import ArtifactStore, open_artifact_store
 from reelscope.client import connect, metrics_runtime
 from reelscope.logs import configure_logging
-from reelscope.settings import Settings, usable_cpus
+from reelscope.settings import Settings
 from reelscope.status import describe
 from workflows import (
     PING_ACTIVITY,
@@ -139,7 +139,7 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
             settings.min_scene_len_frames,
             settings.scene_detector,
             settings.scene_decode_threads,
-            spare_cpus=max(1, usable_cpus() - settings.whisper_threads),
+            spare_cpus=settings.cpus_beside_transcription,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr).ocr_keyframes,

@@ -136,6 +136,7 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         settings.min_scene_len_frames,
         settings.scene_detector,
         settings.scene_decode_threads,
+        spare_cpus=settings.cpus_beside_transcription,
     ).detect_scenes
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 

@@ -228,6 +228,11 @@ class Settings(BaseSettings):
     )
 
     @property
+    def cpus_beside_transcription(self) -> int:
+        """CPUs transcription leaves to the scene pass running beside it (at least 1)."""
+        return max(1, usable_cpus() - self.whisper_threads)
+
+    @property
     def workspaces_dir(self) -> Path:
         return self.data_dir.resolve() / "workspaces"
 
