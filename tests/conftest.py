@@ -29,7 +29,7 @@ from api.main import create_app
 from reelscope.cli import _QuietServer
 from reelscope.sample import SampleSpec, make_sample
 from reelscope.settings import Settings
-from reelscope.stack import temporal_binary
+from reelscope.stack import dev_server_dynamic_config_args, temporal_binary
 from worker import Models, run_worker
 
 SAMPLE_NAME = "sample.mp4"
@@ -190,6 +190,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_extra_args=dev_server_dynamic_config_args(),
     )
     yield env
     await env.shutdown()

@@ -23,7 +23,7 @@ from models.pipeline import JobInput
 from reelscope.cli import serve_folder
 from reelscope.sample import make_sample
 from reelscope.settings import Settings
-from reelscope.stack import temporal_binary
+from reelscope.stack import dev_server_dynamic_config_args, temporal_binary
 from tests.conftest import make_caption_image, running_worker
 from worker import Models
 from workflows import WORKFLOW_NAME, item_workflow_id
@@ -37,7 +37,9 @@ async def main() -> None:
     make_caption_image(work / "media" / "caption.jpg", "REPLAY ME")
     server, base = serve_folder(work / "media")
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=dev_server_dynamic_config_args(),
     )
     try:
         settings = Settings(
