@@ -1,21 +1,30 @@
-"""How long the embedded Temporal server takes to hand on one step of a workflow.
+"""How long the embedded Temporal server takes to hand on one step of a workflow, and
+what that costs jobs sent one after another.
 
-    .venv/bin/python bench/dispatch.py [--chains 6] [--steps 10]
+    .venv/bin/python bench/dispatch.py [--chains 6] [--steps 10] [--jobs 10]
 
 A Reelscope job is a chain of short steps (resolve, route, download, probe, then the
 stages), and each step's end waits for the server to hand the workflow its next task.
-This starts the embedded dev server as ``reelscope up`` does, once with its dynamic
-config (``reelscope.stack.DEV_SERVER_DYNAMIC_CONFIG``) and once without, and times
-workflows that run ``--steps`` no-op activities one after another. It prints the
-median time per step over the chains after the first two (the first ones ride the
-rate limiter's burst), and the worst chain's. The workflow runs unsandboxed, so the
-numbers hold the server's hand-over and the SDK's round trips, not Reelscope's code.
+For each of two setups of the embedded dev server, as ``reelscope up`` starts it with
+its dynamic config (``reelscope.stack.DEV_SERVER_DYNAMIC_CONFIG``) and without it:
+
+- **A chain of no-op activities**: workflows of ``--steps`` no-op activities, one after
+  another. The workflow runs unsandboxed, so this is the server's hand-over and the
+  SDK's round trips, not Reelscope's code.
+- **Jobs back to back**: ``--jobs`` jobs through the API, each sent when the last one
+  ended (a client working through a list of links), on a stack with one worker; submit
+  to result. Once with the bundled 16 s sample video, once with an image (960x540, one
+  caption), the kind of item a carousel post is made of.
+
+It prints medians over the chains and jobs after the first two (the first ones ride the
+server's rate limiter's burst), and the worst.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,12 +37,16 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench.local_stack import LocalStack
 from reelscope import stack
-from tests.conftest import free_port
+from reelscope.cli import serve_folder
+from reelscope.sample import make_sample
+from tests.conftest import free_port, make_caption_image
 
 #: Chains left out of the medians: the limiter starts with a burst in hand.
 WARM_CHAINS = 2
@@ -83,30 +96,75 @@ async def per_step_ms(work: Path, chains: int, steps: int) -> list[float]:
         server.wait(30)
 
 
+async def job_seconds(work: Path, url: str, jobs: int) -> list[float]:
+    """Submit-to-result seconds of each job, sent one after another, on a fresh stack."""
+    took = []
+    folder = work / uuid.uuid4().hex
+    folder.mkdir()
+    async with LocalStack(folder) as local:
+        await local.start_worker()
+        client = await Client.connect(local.temporal_address)
+        async with httpx.AsyncClient(base_url=local.api_url, timeout=30) as api:
+            for _ in range(jobs):
+                started = time.perf_counter()
+                body = {"url": url, "options": {"refresh": True}}
+                job_id = (await api.post("/v1/jobs", json=body)).json()["job_id"]
+                # A long poll on the job workflow: polling the API would take CPU.
+                await client.get_workflow_handle(job_id).result()
+                state = (await api.get(f"/v1/jobs/{job_id}")).json()["state"]
+                if state != "succeeded":
+                    raise SystemExit(f"job {job_id} ended {state}")
+                took.append(time.perf_counter() - started)
+    return took
+
+
+def summary(label: str, took: list[float]) -> tuple[str, float, float]:
+    timed = took[WARM_CHAINS:]
+    return label, statistics.median(timed), max(timed)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chains", type=int, default=6)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=10)
     args = parser.parse_args()
-    if args.chains <= WARM_CHAINS:
-        parser.error(f"--chains must be over {WARM_CHAINS}")
+    if min(args.chains, args.jobs) <= WARM_CHAINS:
+        parser.error(f"--chains and --jobs must be over {WARM_CHAINS}")
     work = Path(tempfile.mkdtemp(prefix="reelscope-dispatch-"))
-    rows = []
-    for label, config in (
-        ("the server's defaults", ()),
-        ("Reelscope's dynamic config", stack.DEV_SERVER_DYNAMIC_CONFIG),
-    ):
-        with mock.patch.object(stack, "DEV_SERVER_DYNAMIC_CONFIG", config):
-            took = await per_step_ms(work, args.chains, args.steps)
-        print(f"{label}: {', '.join(f'{t:.1f}' for t in took)} ms a step", flush=True)
-        timed = took[WARM_CHAINS:]
-        rows.append((label, statistics.median(timed), max(timed)))
+    make_sample(work / "media" / "sample.mp4")
+    make_caption_image(work / "media" / "caption.jpg", "SUMMER SALE 50")
+    server, media_url = serve_folder(work / "media")
+    chains: list[tuple[str, float, float]] = []
+    jobs: dict[str, list[tuple[str, float, float]]] = {"sample.mp4": [], "caption.jpg": []}
+    try:
+        for label, config in (
+            ("the server's defaults", ()),
+            ("Reelscope's dynamic config", stack.DEV_SERVER_DYNAMIC_CONFIG),
+        ):
+            with mock.patch.object(stack, "DEV_SERVER_DYNAMIC_CONFIG", config):
+                took = await per_step_ms(work, args.chains, args.steps)
+                print(f"{label}: {', '.join(f'{t:.1f}' for t in took)} ms a step", flush=True)
+                chains.append(summary(label, took))
+                for name, rows in jobs.items():
+                    took = await job_seconds(work, f"{media_url}/{name}", args.jobs)
+                    print(f"{label}, {name}: {', '.join(f'{t:.2f}' for t in took)} s a job")
+                    rows.append(summary(label, took))
+    finally:
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
     first = WARM_CHAINS + 1
     print(f"\n{args.steps} no-op activities a chain; median of chains {first}-{args.chains}\n")
     print("| embedded server | ms a step (median) | worst chain |")
     print("| --- | --- | --- |")
-    for label, typical, worst in rows:
+    for label, typical, worst in chains:
         print(f"| {label} | {typical:.1f} | {worst:.1f} |")
+    print(f"\nJobs back to back, submit to result; median of jobs {first}-{args.jobs}\n")
+    print("| media | embedded server | seconds a job (median) | worst job |")
+    print("| --- | --- | --- | --- |")
+    for name, rows in jobs.items():
+        for label, typical, worst in rows:
+            print(f"| {name} | {label} | {typical:.2f} | {worst:.2f} |")
 
 
 if __name__ == "__main__":
