@@ -30,14 +30,16 @@ class LocalStack:
     ) -> None:
         self.work = work
         self.sqlite_pragmas = sqlite_pragmas
-        self.temporal_port, self.api_port = free_port(), free_port()
+        self.temporal_port = free_port()
         self.temporal_address = f"127.0.0.1:{self.temporal_port}"
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        # Chosen once the dev server listens: it takes free ports of its own for its
+        # internal services, and one of them could be a port picked before.
+        self.api_port = 0
+        self.api_url = ""
         self.env = {
             **os.environ,
             "REELSCOPE_TEMPORAL_ADDRESS": self.temporal_address,
             "REELSCOPE_DATA_DIR": str(work / "data"),
-            "REELSCOPE_API_PORT": str(self.api_port),
             "REELSCOPE_TASK_QUEUE": "bench",
             "REELSCOPE_LOG_LEVEL": "WARNING",
             "REELSCOPE_ALLOW_PRIVATE_URLS": "true",
@@ -46,27 +48,46 @@ class LocalStack:
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def _spawn(
-        self, command: list[str], env: dict[str, str] | None = None, nice: int = 0
+        self, name: str, command: list[str], env: dict[str, str] | None = None, nice: int = 0
     ) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            command,
-            env=env or self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=(lambda: os.nice(nice)) if nice else None,
-        )
+        """Start one process; its output goes to ``<work>/<name>.log``."""
+        with (self.work / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                command,
+                env=env or self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=(lambda: os.nice(nice)) if nice else None,
+            )
         self.processes.append(process)
         return process
 
     async def __aenter__(self) -> LocalStack:
+        self.work.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start()
+        except BaseException:
+            # Nothing started is left running when the stack does not come up.
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def _start(self) -> None:
         server = self._spawn(
+            "temporal",
             dev_server_command(
                 self.temporal_port, self.work / "t.db", sqlite_pragmas=self.sqlite_pragmas
-            )
+            ),
         )
         wait_for_port(self.temporal_port, 60, lambda: server.poll() is None)
-        self._spawn([sys.executable, "-m", "reelscope.cli", "api"])
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        api = self._spawn(
+            "api",
+            [sys.executable, "-m", "reelscope.cli", "api"],
+            {**self.env, "REELSCOPE_API_PORT": str(self.api_port)},
+        )
         async with httpx.AsyncClient(timeout=5) as http:
             deadline = time.monotonic() + 60
             while True:
@@ -75,23 +96,30 @@ class LocalStack:
                         break
                 except httpx.HTTPError:
                     pass
-                assert time.monotonic() < deadline, "the API did not start"
+                if api.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the API did not start; its output is in {self.work / 'api.log'}"
+                    )
                 await asyncio.sleep(0.2)
-        return self
 
     async def start_worker(
         self, nice: int = 0, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         """One worker process, with ``env`` on top of the stack's worker settings;
         returns it once it polls."""
-        ready = self.work / f"worker-{len(self.processes)}.ready"
+        name = f"worker-{len(self.processes)}"
+        ready = self.work / f"{name}.ready"
         process = self._spawn(
+            name,
             [sys.executable, "worker.py", "--ready-file", str(ready)],
             {**self.worker_env, **(env or {})},
             nice,
         )
         while not ready.exists():
-            assert process.poll() is None, "the worker exited while starting"
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"the worker exited while starting; its output is in {self.work / name}.log"
+                )
             await asyncio.sleep(0.2)
         return process
 
@@ -113,3 +141,5 @@ class LocalStack:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
+        self.processes.clear()
