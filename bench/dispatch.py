@@ -1,7 +1,7 @@
 """How long the embedded Temporal server takes to hand on one step of a workflow, and
 what that costs jobs sent one after another.
 
-    .venv/bin/python bench/dispatch.py [--chains 6] [--steps 10] [--jobs 10]
+    .venv/bin/python bench/dispatch.py [--chains 6] [--steps 10] [--jobs 10] [--media FILE ...]
 
 A Reelscope job is a chain of short steps (resolve, route, download, probe, then the
 stages), and each step's end waits for the server to hand the workflow its next task.
@@ -13,8 +13,8 @@ its dynamic config (``reelscope.stack.DEV_SERVER_DYNAMIC_CONFIG``) and without i
   SDK's round trips, not Reelscope's code.
 - **Jobs back to back**: ``--jobs`` jobs through the API, each sent when the last one
   ended (a client working through a list of links), on a stack with one worker; submit
-  to result. Once with the bundled 16 s sample video, once with an image (960x540, one
-  caption), the kind of item a carousel post is made of.
+  to result. With the bundled 16 s sample video, with an image (960x540, one caption),
+  the kind of item a carousel post is made of, and with each ``--media`` file.
 
 It prints medians over the chains and jobs after the first two (the first ones ride the
 server's rate limiter's burst), and the worst.
@@ -128,7 +128,18 @@ async def main() -> None:
     parser.add_argument("--chains", type=int, default=6)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument(
+        "--media",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="A file of your own to send back to back as well (repeatable).",
+    )
     args = parser.parse_args()
+    for path in args.media:
+        if not path.is_file():
+            parser.error(f"--media {path}: no such file")
     if min(args.chains, args.jobs) <= WARM_CHAINS:
         parser.error(f"--chains and --jobs must be over {WARM_CHAINS}")
     work = Path(tempfile.mkdtemp(prefix="reelscope-dispatch-"))
@@ -137,6 +148,11 @@ async def main() -> None:
     server, media_url = serve_folder(work / "media")
     chains: list[tuple[str, float, float]] = []
     jobs: dict[str, list[tuple[str, float, float]]] = {"sample.mp4": [], "caption.jpg": []}
+    for n, path in enumerate(args.media):
+        # Numbered, so that two files of one name stay apart.
+        served = f"media-{n}-{path.name}"
+        shutil.copyfile(path, work / "media" / served)
+        jobs[served] = []
     try:
         for label, config in (
             ("the server's defaults", ()),
