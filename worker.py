@@ -73,6 +73,7 @@ class Models:
                 det_limit_side_len=settings.ocr_det_limit_side_len,
                 rec_score_thresh=settings.ocr_rec_score_thresh,
                 threads=max(1, settings.ocr_threads // settings.ocr_frames_at_once),
+                lone_frame_threads=settings.ocr_lone_frame_threads,
                 frames_at_once=settings.ocr_frames_at_once,
                 det_model_name=settings.ocr_det_model_name,
                 rec_model_name=settings.ocr_rec_model_name,

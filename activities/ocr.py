@@ -11,14 +11,13 @@ boxes (docs/benchmarks.md)."""
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,10 @@ class OcrSettings:
     rec_score_thresh: float = 0.5
     #: ONNX Runtime threads of one engine, which reads one frame at a time.
     threads: int = 1
+    #: ... of a pool's first engine, which a read takes whenever it is free, so that a
+    #: key frame read with no other beside it (an image, a video of one scene) gets
+    #: them all. None: ``threads``.
+    lone_frame_threads: int | None = None
     #: Engines of each kind a worker holds: as many key frames are read at once.
     frames_at_once: int = 2
     det_model_name: str = "PP-OCRv6_small_det"
@@ -237,40 +240,55 @@ class EnginePool(OcrEngine):
     """Up to ``size`` engines of one kind, built as needed. ``read`` may be called from
     several threads: each call has an engine to itself while it reads, so no engine is
     ever used by two threads at once, and at most ``size`` frames are read at a time
-    (concurrent OCR stages of a worker share the pool)."""
+    (concurrent OCR stages of a worker share the pool).
 
-    def __init__(self, name: str, build: Callable[[], OcrEngine], size: int) -> None:
+    The first engine comes from ``build_first`` when given (more threads than the
+    rest), and a read takes it whenever it is free: a frame read alone gets it, and
+    frames read at once get it and the others."""
+
+    def __init__(
+        self,
+        name: str,
+        build: Callable[[], OcrEngine],
+        size: int,
+        build_first: Callable[[], OcrEngine] | None = None,
+    ) -> None:
         self.name = name
         self.size = max(1, size)
         self.engines: list[OcrEngine] = []
         self._build = build
-        self._idle: queue.SimpleQueue[OcrEngine] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._build_first = build_first or build
+        self._idle: list[OcrEngine] = []
+        self._changed = threading.Condition()
 
     def fill(self) -> None:
         """Build every engine now, so the first frames read at once do not wait."""
         for engine in [self._take() for _ in range(self.size)]:
-            self._idle.put(engine)
+            self._give(engine)
 
     def _take(self) -> OcrEngine:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
+        with self._changed:
+            while not self._idle and len(self.engines) >= self.size:
+                self._changed.wait()
+            if self._idle:
+                first = next((n for n, e in enumerate(self._idle) if e is self.engines[0]), 0)
+                return self._idle.pop(first)
             # Built under the lock: building amends PaddleX's session options for a while.
-            if len(self.engines) < self.size:
-                engine = self._build()
-                self.engines.append(engine)
-                return engine
-        return self._idle.get()
+            engine = (self._build if self.engines else self._build_first)()
+            self.engines.append(engine)
+            return engine
+
+    def _give(self, engine: OcrEngine) -> None:
+        with self._changed:
+            self._idle.append(engine)
+            self._changed.notify()
 
     def read(self, image: np.ndarray) -> list[RecognizedLine]:
         engine = self._take()
         try:
             return engine.read(image)
         finally:
-            self._idle.put(engine)
+            self._give(engine)
 
 
 class OcrEngines:
@@ -299,8 +317,12 @@ class OcrEngines:
         with self._lock:
             if name not in self._pools:
                 engine_cls = PaddleOcrEngine if name == "paddleocr" else RapidOcrEngine
+                lone = self._settings.lone_frame_threads
                 self._pools[name] = EnginePool(
-                    name, partial(engine_cls, self._settings), self.frames_at_once
+                    name,
+                    partial(engine_cls, self._settings),
+                    self.frames_at_once,
+                    partial(engine_cls, replace(self._settings, threads=lone)) if lone else None,
                 )
             return self._pools[name]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import threading
 from itertools import pairwise
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from activities.ocr import (
     OcrActivities,
     OcrEngine,
     OcrEngines,
+    OcrSettings,
     RecognizedLine,
     onnx_threads_that_sleep,
 )
@@ -32,6 +34,7 @@ from models.pipeline import (
     WorkspaceRef,
 )
 from reelscope.sample import SampleSpec
+from reelscope.settings import Settings
 from tests.activities.conftest import RecordingEnvironment
 from worker import Models
 
@@ -137,6 +140,31 @@ def test_paddle_ocr_sessions_let_idle_threads_sleep(models: Models) -> None:
     with onnx_threads_that_sleep():
         assert ONNXRuntimeRunner._build_session_options is not build
     assert ONNXRuntimeRunner._build_session_options is build
+
+
+def test_with_lone_frame_threads_the_first_engine_has_them_and_the_others_their_share(
+    tmp_path: Path,
+) -> None:
+    settings = OcrSettings(threads=1, lone_frame_threads=2, frames_at_once=2, cache_dir=tmp_path)
+    pool = OcrEngines(settings, default="paddleocr").get(None)
+    assert isinstance(pool, EnginePool)
+    pool.fill()
+    threads = [
+        {s.get_session_options().intra_op_num_threads for s in onnx_sessions(engine)}
+        for engine in pool.engines
+    ]
+    assert threads == [{2}, {1}]
+
+
+def test_by_default_every_ocr_engine_has_its_share_of_the_threads(models: Models) -> None:
+    settings = Settings()
+    pool = models.ocr.get("paddleocr")
+    assert isinstance(pool, EnginePool)
+    share = max(1, settings.ocr_threads // settings.ocr_frames_at_once)
+    for engine in pool.engines:
+        assert {s.get_session_options().intra_op_num_threads for s in onnx_sessions(engine)} == {
+            share
+        }
 
 
 def test_ocr_resumes_without_rereading_done_frames(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -145,3 +146,31 @@ def test_a_pool_builds_engines_only_when_reads_overlap() -> None:
     assert len(built) == 1
     pool.fill()
     assert len(built) == len(pool.engines) == 3
+
+
+class CountingReader(ShadeReader):
+    def __init__(self, overlap: Overlap) -> None:
+        super().__init__(overlap)
+        self.reads = 0
+
+    def read(self, image: np.ndarray) -> list[RecognizedLine]:
+        self.reads += 1
+        return super().read(image)
+
+
+def test_a_frame_read_alone_gets_the_first_engine_and_frames_read_at_once_get_all() -> None:
+    overlap = Overlap()
+    first = CountingReader(overlap)
+    others = [CountingReader(overlap), CountingReader(overlap)]
+    unbuilt = list(others)
+    pool = EnginePool("shades", lambda: unbuilt.pop(0), 3, build_first=lambda: first)
+    pool.fill()
+    assert pool.engines == [first, *others]
+    image = np.full((72, 128, 3), 2 * STEP, np.uint8)
+    for _ in range(4):  # one after another: each read has the pool to itself
+        pool.read(image)
+    assert first.reads == 4 and [engine.reads for engine in others] == [0, 0]
+    with ThreadPoolExecutor(3) as readers:
+        list(readers.map(pool.read, [image] * 9))
+    assert overlap.most == 3 and not overlap.shared_engine
+    assert all(engine.reads > 0 for engine in others)
