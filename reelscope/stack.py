@@ -62,7 +62,7 @@ DEV_SERVER_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 #: its transfer queue (the tasks that hand a workflow task, an activity or a child
 #: workflow to the matching service) at most 20 times a second by default. A job is a
 #: chain of short steps, so once the limiter's burst was spent every step waited up to
-#: 50 ms for that read: a 10-activity chain took 55 ms a step, and 7-9 ms with the limit
+#: 50 ms for that read: a 10-activity chain took 55 ms a step, and 8-12 ms with the limit
 #: raised (docs/benchmarks.md). The reader still reads only when told of new tasks.
 DEV_SERVER_DYNAMIC_CONFIG = ("history.transferProcessorMaxPollRPS=1000",)
 
