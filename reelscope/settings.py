@@ -178,7 +178,7 @@ class Settings(BaseSettings):
         "whenever it is free, so that a key frame read alone (an image, a video of one "
         "scene) gets them; default: unset, every engine gets ocr_threads / "
         "ocr_frames_at_once. On 2 CPUs, 2 read a lone frame 1.7x as fast and made a "
-        "720p job of 15 scenes 2-7 % slower (docs/benchmarks.md).",
+        "720p job of 15 scenes 1-7 % slower (docs/benchmarks.md).",
     )
     ocr_det_model_name: str = "PP-OCRv6_small_det"
     ocr_rec_model_name: str = "PP-OCRv6_small_rec"
