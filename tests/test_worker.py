@@ -120,3 +120,43 @@ def test_malloc_settings_an_operator_chose_win() -> None:
         "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576",
     }
     assert run_json(SETTINGS_APPLIED, env=env) == ["MALLOC_MMAP_MAX_"]
+
+
+#: In a process of its own: a live object and a cycle of garbage made at start-up,
+#: then the freeze, then an object made after it.
+FREEZE = """
+import gc, json, weakref
+from worker import freeze_startup_objects
+
+class Node:
+    pass
+
+kept = Node()
+cycle = Node()
+cycle.me = cycle
+cycle_gone = weakref.ref(cycle)
+del cycle
+frozen = freeze_startup_objects()
+later = Node()
+walked = gc.get_objects()
+print(json.dumps({
+    "frozen": frozen,
+    "freeze_count": gc.get_freeze_count(),
+    "cycle_collected": cycle_gone() is None,
+    "kept_walked": any(o is kept for o in walked),
+    "later_walked": any(o is later for o in walked),
+    "walked": len(walked),
+}))
+"""
+
+
+def test_start_up_objects_leave_the_collectors_walk_and_start_up_garbage_is_freed() -> None:
+    """What lives at start-up (the worker module and all it imports) is no longer walked
+    by each full collection; garbage from start-up is freed first, not kept for good;
+    objects made afterwards are collected as before."""
+    seen = run_json(FREEZE)
+    assert seen["cycle_collected"], seen
+    assert seen["frozen"] == seen["freeze_count"] > 10_000, seen
+    assert not seen["kept_walked"], seen
+    assert seen["later_walked"], seen
+    assert seen["walked"] < seen["frozen"] // 10, seen
