@@ -129,7 +129,7 @@ def test_the_scene_pass_reads_the_stream_bit_rate(media_dir: Path) -> None:
     video = PlanarStream(str(sample))
     size = sample.stat().st_size
     assert video.duration is not None
-    seconds = video.duration.get_seconds()
+    seconds = video.duration.seconds
     # The video stream's own rate: under the whole file's, which holds the audio too.
     assert 0 < video.bit_rate < size * 8 / seconds
 
