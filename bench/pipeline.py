@@ -19,11 +19,11 @@ throughout; written to a temp dir, never committed), and on any video files give
 Models are loaded before timing in (b) and (c), as they are in a running worker, and
 each of (a), (b) and (c) first runs ``--warmup`` times per clip untimed (default 1), so
 no median holds a first run's one-time costs. (b) runs in this process, set up as a
-worker sets up its own (glibc malloc, ``worker.tune_malloc``, and the objects alive once
-the models are loaded kept from the garbage collector); (c) runs in a process of
-its own with glibc's defaults, as a user's script would. Per-stage times of (a) come
-from the item workflow's activity events, and the time before the stages from the
-job's and the item's histories. From (a)'s CPU seconds it also prints how low a/b
+worker sets up its own (glibc malloc, ``worker.tune_malloc``; once the models are
+loaded, one BLAS thread and the objects alive kept from the garbage collector); (c)
+runs in a process of its own with the defaults, as a user's script would. Per-stage
+times of (a) come from the item workflow's activity events, and the time before the
+stages from the job's and the item's histories. From (a)'s CPU seconds it also prints how low a/b
 could go with no CPU ever idle and no orchestration cost.
 
 A file given with ``--media`` has no known truth, so its accuracy row gives what each
@@ -75,7 +75,13 @@ from models.pipeline import (
 from reelscope.cli import serve_folder
 from reelscope.sample import SPEECH_TEXT, SampleSpec, make_sample
 from reelscope.settings import Settings
-from worker import Models, freeze_startup_objects, malloc_settings, tune_malloc
+from worker import (
+    Models,
+    freeze_startup_objects,
+    limit_blas_threads,
+    malloc_settings,
+    tune_malloc,
+)
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 #: The per-stage key for the time from a job's start to its scene pass's start.
@@ -425,8 +431,9 @@ async def main() -> None:
         print("loading models for (b) and (c) ...", flush=True)
         models = Models(settings)
         models.preload()
+        # As the worker does once its models are loaded.
+        limit_blas_threads()
         if settings.freeze_startup_objects:
-            # As the worker does once its models are loaded.
             freeze_startup_objects()
         naive = NaiveProcess(work)
         # The stack's processes, in LocalStack's order.

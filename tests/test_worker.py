@@ -160,3 +160,36 @@ def test_start_up_objects_leave_the_collectors_walk_and_start_up_garbage_is_free
     assert not seen["kept_walked"], seen
     assert seen["later_walked"], seen
     assert seen["walked"] < seen["frozen"] // 10, seen
+
+
+#: In a process of its own: the thread counts of the BLAS libraries loaded, before and
+#: after, and a product computed afterwards.
+BLAS = """
+import json
+import numpy as np
+from threadpoolctl import threadpool_info
+from worker import limit_blas_threads
+
+def blas_threads():
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+before = blas_threads()
+libraries = limit_blas_threads()
+a = np.arange(64, dtype=np.float32).reshape(8, 8)
+print(json.dumps({
+    "before": before,
+    "libraries": libraries,
+    "after": blas_threads(),
+    "product_right": bool(np.allclose(a @ np.eye(8, dtype=np.float32), a)),
+}))
+"""
+
+
+def test_every_blas_library_is_left_one_thread_and_still_computes() -> None:
+    """numpy's OpenBLAS (and any other BLAS loaded) ends on one thread, whatever the
+    environment asked for, so no idle BLAS thread spins beside the stages."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "4"}
+    seen = run_json(BLAS, env=env)
+    assert seen["libraries"] == len(seen["before"]) >= 1, seen
+    assert seen["after"] == [1] * seen["libraries"], seen
+    assert seen["product_right"], seen
