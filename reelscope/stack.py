@@ -64,7 +64,16 @@ DEV_SERVER_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 #: chain of short steps, so once the limiter's burst was spent every step waited up to
 #: 50 ms for that read: a 10-activity chain took 55 ms a step, and 8-12 ms with the limit
 #: raised (docs/benchmarks.md). The reader still reads only when told of new tasks.
-DEV_SERVER_DYNAMIC_CONFIG = ("history.transferProcessorMaxPollRPS=1000",)
+#:
+#: The dev server also re-reads its search-attribute definitions (the cluster metadata)
+#: from SQLite at every lookup, so that one just added is usable at once. Reelscope adds
+#: none, and the lookups come with a job's every step: 32 reads per sample job, and
+#: about 2 per status call while jobs wait for a worker. Off, the server reads them on
+#: its own refresh interval (docs/benchmarks.md, session 15).
+DEV_SERVER_DYNAMIC_CONFIG = (
+    "history.transferProcessorMaxPollRPS=1000",
+    "system.forceSearchAttributesCacheRefreshOnRead=false",
+)
 
 
 def dev_server_dynamic_config_args() -> list[str]:
