@@ -67,9 +67,8 @@ DEV_SERVER_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 #:
 #: The dev server also re-reads its search-attribute definitions (the cluster metadata)
 #: from SQLite at every lookup, so that one just added is usable at once. Reelscope adds
-#: none, and the lookups come with a job's every step: 32 reads per sample job, and
-#: about 2 per status call while jobs wait for a worker. Off, the server reads them on
-#: its own refresh interval (docs/benchmarks.md, session 15).
+#: none, and the lookups come with a job's every step: 32 reads per sample job. Off,
+#: the server reads them on its own refresh interval (docs/benchmarks.md, session 15).
 DEV_SERVER_DYNAMIC_CONFIG = (
     "history.transferProcessorMaxPollRPS=1000",
     "system.forceSearchAttributesCacheRefreshOnRead=false",

@@ -1,10 +1,10 @@
-"""The embedded dev server's command line. That the server accepts it is shown by every
+"""The embedded dev server's command line, and one thing its dynamic config changes in
+the server's work. That the server accepts the command line is shown by every
 integration test (the session's dev server takes the same dynamic config) and by
 `reelscope up --demo` in test_up.py."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import uuid
 from datetime import timedelta
@@ -42,7 +42,7 @@ def _cluster_metadata_reads(metrics_port: int) -> float:
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("persistence_requests{")
-        and re.search(r'operation="GetCurrentClusterMetadata"', line)
+        and 'operation="GetCurrentClusterMetadata"' in line
     )
 
 
