@@ -175,9 +175,8 @@ async def run_worker(
     """Poll both queues until ``stop`` is set, then finish in-flight work briefly.
 
     ``models`` lets several workers of one process (tests) share loaded models. A
-    worker that loads its own also sets process-wide things once it has: one BLAS
-    thread (``limit_blas_threads``), and the objects alive frozen
-    (``freeze_startup_objects``, unless the settings turn that off).
+    worker that loads its own also settles its process once it has
+    (``settle_process``).
     """
     runtime = None
     if settings.worker_metrics_address:
@@ -248,9 +247,7 @@ async def run_worker(
         graceful_shutdown_timeout=timedelta(seconds=1),
     )
     if owns_process:
-        log.info("worker.blas_threads_limited", libraries=limit_blas_threads())
-        if settings.freeze_startup_objects:
-            log.info("worker.startup_objects_frozen", objects=freeze_startup_objects())
+        settle_process(settings)
     async with shared, host, io, presence:
         log.info(
             "worker.started",
@@ -370,6 +367,15 @@ def tune_malloc(settings: tuple[MallocSetting, ...] = MALLOC_SETTINGS) -> list[s
         if not setting.chosen_by_operator() and mallopt(setting.param, setting.value) == 1:
             applied.append(setting.env)
     return applied
+
+
+def settle_process(settings: Settings) -> None:
+    """What a process that runs the stages does once its models are loaded, logged:
+    one BLAS thread (``limit_blas_threads``), and the objects alive then frozen
+    (``freeze_startup_objects``, unless the settings turn that off). Process-wide."""
+    log.info("worker.blas_threads_limited", libraries=limit_blas_threads())
+    if settings.freeze_startup_objects:
+        log.info("worker.startup_objects_frozen", objects=freeze_startup_objects())
 
 
 def freeze_startup_objects() -> int:

@@ -75,13 +75,7 @@ from models.pipeline import (
 from reelscope.cli import serve_folder
 from reelscope.sample import SPEECH_TEXT, SampleSpec, make_sample
 from reelscope.settings import Settings
-from worker import (
-    Models,
-    freeze_startup_objects,
-    limit_blas_threads,
-    malloc_settings,
-    tune_malloc,
-)
+from worker import Models, malloc_settings, settle_process, tune_malloc
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 #: The per-stage key for the time from a job's start to its scene pass's start.
@@ -431,10 +425,7 @@ async def main() -> None:
         print("loading models for (b) and (c) ...", flush=True)
         models = Models(settings)
         models.preload()
-        # As the worker does once its models are loaded.
-        limit_blas_threads()
-        if settings.freeze_startup_objects:
-            freeze_startup_objects()
+        settle_process(settings)  # as the worker does once its models are loaded
         naive = NaiveProcess(work)
         # The stack's processes, in LocalStack's order.
         stack_cpu = [psutil.Process(p.pid) for p in stack.processes]
