@@ -11,6 +11,7 @@ import http.server
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -184,13 +185,36 @@ def media_url(media_dir: Path) -> Iterator[str]:
     server.shutdown()
 
 
+def persistence_requests(metrics_port: int, operation: str) -> float:
+    """How many ``operation`` calls the dev server with this metrics port has made to
+    its database so far, from its Prometheus endpoint. The server publishes its
+    counters once a second, so this first waits for calls made just before to show."""
+    time.sleep(1.5)
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("persistence_requests{") and f'operation="{operation}"' in line
+    )
+
+
 @pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+def temporal_metrics_port() -> int:
+    """The session dev server's Prometheus port (``persistence_requests``)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_metrics_port: int) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
-        dev_server_extra_args=dev_server_dynamic_config_args(),
+        dev_server_extra_args=[
+            *dev_server_dynamic_config_args(),
+            "--metrics-port",
+            str(temporal_metrics_port),
+        ],
     )
     yield env
     await env.shutdown()

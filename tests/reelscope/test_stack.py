@@ -10,13 +10,12 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from reelscope.stack import dev_server_command, wait_for_port
-from tests.conftest import free_port
+from tests.conftest import free_port, persistence_requests
 
 
 def pairs(command: list[str], flag: str) -> list[str]:
@@ -37,13 +36,7 @@ def test_the_embedded_server_reads_its_transfer_queue_often_and_keeps_its_sqlite
 
 
 def _cluster_metadata_reads(metrics_port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("persistence_requests{")
-        and 'operation="GetCurrentClusterMetadata"' in line
-    )
+    return persistence_requests(metrics_port, "GetCurrentClusterMetadata")
 
 
 @activity.defn(name="stack_test_noop")
