@@ -35,10 +35,6 @@ def test_the_embedded_server_reads_its_transfer_queue_often_and_keeps_its_sqlite
     assert "--headless" in dev_server_command(7233, tmp_path / "t.db")
 
 
-def _cluster_metadata_reads(metrics_port: int) -> float:
-    return persistence_requests(metrics_port, "GetCurrentClusterMetadata")
-
-
 @activity.defn(name="stack_test_noop")
 async def _noop() -> None:
     return None
@@ -77,10 +73,11 @@ async def test_the_embedded_server_does_not_reread_search_attributes_at_every_st
             workflow_runner=UnsandboxedWorkflowRunner(),
         ):
             await client.execute_workflow(_Chain.run, id=f"warm-{uuid.uuid4()}", task_queue=queue)
-            before = _cluster_metadata_reads(metrics_port)
+            before = persistence_requests(metrics_port, "GetCurrentClusterMetadata")
             for _ in range(3):
                 await client.execute_workflow(_Chain.run, id=f"c-{uuid.uuid4()}", task_queue=queue)
-            assert _cluster_metadata_reads(metrics_port) - before < 5
+            reads = persistence_requests(metrics_port, "GetCurrentClusterMetadata")
+            assert reads - before < 5
     finally:
         server.terminate()
         server.wait(timeout=30)
