@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heap import HEAP
 from activities.progress import cancellation_wins, log, report, resumed
+from activities.text_regions import FlatSkippingDetector
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage, TextLine
@@ -59,6 +60,9 @@ class OcrSettings:
     lone_frame_threads: int | None = None
     #: Engines of each kind a worker holds: as many key frames are read at once.
     frames_at_once: int = 2
+    #: PaddleOCR's detection looks only at the parts of a frame that are not flat
+    #: (``activities.text_regions``).
+    skip_flat_regions: bool = True
     det_model_name: str = "PP-OCRv6_small_det"
     rec_model_name: str = "PP-OCRv6_small_rec"
     det_model_dir: Path | None = None
@@ -71,6 +75,13 @@ class RecognizedLine:
     text: str
     confidence: float
     box: list[list[float]]
+
+
+def readable(text: str) -> bool:
+    """Whether a read line holds a letter or a digit, in any script. PP-OCR reads a
+    plain shape (a square, a bullet, a logo's outline) as a line of symbols such as
+    "■", with confidence over 0.7 at times; those lines say nothing and are dropped."""
+    return any(char.isalnum() for char in text)
 
 
 class OcrEngine(ABC):
@@ -197,6 +208,18 @@ class PaddleOcrEngine(OcrEngine):
                 # its thread count from the engine config.
                 engine_config={"intra_op_num_threads": settings.threads},
             )
+        if settings.skip_flat_regions:
+            self._skip_flat_regions()
+
+    def _skip_flat_regions(self) -> None:
+        """Puts ``FlatSkippingDetector`` between PaddleX's OCR pipeline and its text
+        detection predictor, where the pipeline calls it."""
+        pipeline: Any = getattr(getattr(self._ocr, "paddlex_pipeline", None), "_pipeline", None)
+        detector = getattr(pipeline, "text_det_model", None)
+        if detector is None:
+            _log.warning("ocr.flat_regions_not_skipped", reason="paddlex pipeline layout not found")
+            return
+        pipeline.text_det_model = FlatSkippingDetector(detector)
 
     def read(self, image: np.ndarray) -> list[RecognizedLine]:
         result = self._ocr.predict(image)[0]
@@ -205,7 +228,7 @@ class PaddleOcrEngine(OcrEngine):
             for text, score, poly in zip(
                 result["rec_texts"], result["rec_scores"], result["rec_polys"], strict=False
             )
-            if text.strip()
+            if readable(text)
         ]
 
 
@@ -232,7 +255,7 @@ class RapidOcrEngine(OcrEngine):
         return [
             RecognizedLine(text=text, confidence=float(score), box=np.asarray(box).tolist())
             for text, score, box in zip(result.txts, result.scores, result.boxes, strict=False)
-            if text.strip()
+            if readable(text)
         ]
 
 

@@ -188,6 +188,13 @@ class Settings(BaseSettings):
         "ocr_frames_at_once. On 2 CPUs, 2 read a lone frame 1.7x as fast and made a "
         "720p job of 15 scenes 1-7 % slower (docs/benchmarks.md).",
     )
+    ocr_skip_flat_regions: bool = Field(
+        True,
+        description="PaddleOCR's text detection looks only at the parts of a key frame "
+        "that are not flat (the others can hold no text); false: it looks at the whole "
+        "frame. On frames of flat colour it finds the same lines, boxes within a few px, "
+        "for a fraction of the work (docs/benchmarks.md).",
+    )
     ocr_det_model_name: str = "PP-OCRv6_small_det"
     ocr_rec_model_name: str = "PP-OCRv6_small_rec"
     ocr_det_model_dir: Path | None = Field(

@@ -21,6 +21,7 @@ from activities.ocr import (
     OcrSettings,
     RecognizedLine,
     onnx_threads_that_sleep,
+    readable,
 )
 from activities.workspace import Workspaces
 from models.jobs import KeyFrame, Stage
@@ -101,7 +102,16 @@ def test_ocr_reads_the_captions_and_heartbeats_per_frame(
     assert [b.done for b in ocr_beats] == [1, 2, 3, 4]
     for frame, shot in zip(result.frames, sample_spec.shots, strict=True):
         read = [words(line.text) for line in frame.lines]
-        assert read == ([words(shot.text)] if shot.text else []), (engine, read)
+        assert read == ([words(shot.text)] if shot.text else []), (engine, frame.lines)
+
+
+def test_lines_of_shapes_alone_are_not_text() -> None:
+    assert not readable("■")
+    assert not readable("■ ● —")
+    assert not readable("...")
+    assert readable("7")
+    assert readable("开源")
+    assert readable("■ SALE")
 
 
 def onnx_sessions(root: object) -> list[onnxruntime.InferenceSession]:
