@@ -127,7 +127,7 @@ def detector(engine: PaddleOcrEngine) -> Any:
     return engine._ocr.paddlex_pipeline._pipeline.text_det_model
 
 
-def test_only_the_default_engine_wraps_its_detector(
+def test_the_detector_is_wrapped_only_where_flat_regions_are_skipped(
     engines: tuple[PaddleOcrEngine, PaddleOcrEngine],
 ) -> None:
     skipping, whole = engines
