@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 import cv2
@@ -41,6 +42,12 @@ WHOLE_FRAME_SHARE = 0.6
 MAX_REGIONS = 8
 
 _NEIGHBOURHOOD = np.ones((3, 3), np.uint8)
+_GROW = np.ones((2 * MARGIN_CELLS + 1, 2 * MARGIN_CELLS + 1), np.uint8)
+
+
+def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two (x, y, width, height) boxes share any area."""
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 @dataclass(frozen=True)
@@ -69,26 +76,20 @@ def busy_regions(image: np.ndarray) -> list[Region]:
     busy = np.asarray(cells.any(axis=(1, 3)), dtype=np.uint8)
     if not busy.any():
         return []
-    side = 2 * MARGIN_CELLS + 1
-    grown = cv2.dilate(busy, np.ones((side, side), np.uint8))
+    grown = cv2.dilate(busy, _GROW)
     count, _, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
     boxes = [tuple(int(v) for v in stats[label, :4]) for label in range(1, count)]
     # Components do not touch, but their bounding boxes may overlap; text in an overlap
     # would be found twice, so overlapping boxes are merged until none overlap.
-    merged = True
-    while merged:
-        merged = False
-        for i, (ax, ay, aw, ah) in enumerate(boxes):
-            for j in range(i + 1, len(boxes)):
-                bx, by, bw, bh = boxes[j]
-                if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
-                    x, y = min(ax, bx), min(ay, by)
-                    boxes[i] = (x, y, max(ax + aw, bx + bw) - x, max(ay + ah, by + bh) - y)
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
+    while pair := next(
+        ((i, j) for i, j in combinations(range(len(boxes)), 2) if _overlap(boxes[i], boxes[j])),
+        None,
+    ):
+        first, second = boxes[pair[0]], boxes.pop(pair[1])
+        x, y = min(first[0], second[0]), min(first[1], second[1])
+        right = max(first[0] + first[2], second[0] + second[2])
+        bottom = max(first[1] + first[3], second[1] + second[3])
+        boxes[pair[0]] = (x, y, right - x, bottom - y)
     return [Region(x * CELL, y * CELL, w * CELL, h * CELL) for x, y, w, h in boxes]
 
 
