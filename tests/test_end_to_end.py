@@ -19,7 +19,7 @@ from models.jobs import JobStatus
 from reelscope.query import describe_progress, query_item_progress, query_progress
 from reelscope.sample import SPEECH_TEXT, SampleSpec
 from reelscope.settings import Settings
-from tests.conftest import SAMPLE_NAME, running_worker, workspace_files
+from tests.conftest import SAMPLE_NAME, SAMPLE_WER_BOUND, running_worker, workspace_files
 from worker import Models
 from workflows import PROGRESS_QUERY, MediaJobWorkflow
 
@@ -111,7 +111,7 @@ async def test_sample_video_end_to_end(
     transcript = item["transcript"]
     assert transcript["language"] == "en"
     wer = jiwer.wer(normalize(SPEECH_TEXT), normalize(transcript["text"]))
-    assert wer <= 0.15, (wer, transcript["text"])
+    assert wer <= SAMPLE_WER_BOUND, (wer, transcript["text"])
     words = [w for seg in transcript["segments"] for w in seg["words"]]
     assert len(words) >= 20
     assert all(0 <= w["start_s"] <= w["end_s"] <= meta["duration_s"] + 0.5 for w in words)

@@ -12,6 +12,7 @@ from models.jobs import Stage
 from models.pipeline import ActivityProgress, TranscribeInput, WorkspaceRef
 from reelscope.sample import SPEECH_TEXT
 from tests.activities.conftest import RecordingEnvironment
+from tests.conftest import SAMPLE_WER_BOUND
 from worker import Models
 
 
@@ -40,7 +41,7 @@ def test_transcribe_heartbeats_per_segment_with_progress(
     env = RecordingEnvironment()
     result = transcribe(env, workspaces, ref, sample_in_workspace, models)
     transcript = result.transcript
-    assert jiwer.wer(norm(SPEECH_TEXT), norm(transcript.text)) <= 0.15, transcript.text
+    assert jiwer.wer(norm(SPEECH_TEXT), norm(transcript.text)) <= SAMPLE_WER_BOUND, transcript.text
     segment_beats = [b for b in env.heartbeats if b.done > 0]
     assert [b.done for b in segment_beats] == list(range(1, len(transcript.segments) + 1))
     assert all(0 < b.fraction <= 1 for b in segment_beats)
