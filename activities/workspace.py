@@ -62,7 +62,8 @@ class Workspaces:
 
 
 class WorkspaceActivities:
-    """Routing and clean-up. ``route_item`` runs on the shared queue; the rest run on
+    """Routing and clean-up. ``route_item`` runs as a local activity of an item's
+    workflow task, on the worker that took it from the shared queue; the rest run on
     the host queue, next to the files."""
 
     def __init__(self, workspaces: Workspaces, host_task_queue: str) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import json
 import socket
 import subprocess
 import threading
@@ -22,6 +23,7 @@ import httpx
 import imageio_ffmpeg
 import pytest
 import uvicorn
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -42,6 +44,10 @@ SAMPLE_NAME = "sample.mp4"
 #: broken, cut short or of other speech scores far above this.
 SAMPLE_WER_BOUND = 0.25
 CAPTION_IMAGE_TEXT = "CAROUSEL IMAGE 7"
+
+
+#: The marker the SDK's core records in a history for each local activity it ran.
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 def run_ffmpeg(*args: str) -> None:
@@ -304,6 +310,23 @@ async def serving_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving_api(settings) as client:
         yield client
+
+
+async def activities_in_history(client: Client, workflow_id: str) -> list[tuple[str, str]]:
+    """(activity type, activity id) of every activity a workflow ran, in history order:
+    those scheduled through the server and the local ones, which leave a marker."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    ran = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled = event.activity_task_scheduled_event_attributes
+            ran.append((scheduled.activity_type.name, scheduled.activity_id))
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == LOCAL_ACTIVITY_MARKER:
+                data = json.loads(marker.details["data"].payloads[0].data)
+                ran.append((data["activity_type"], data["activity_id"]))
+    return ran
 
 
 def workspace_files(settings: Settings) -> list[Path]:

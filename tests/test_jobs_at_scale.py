@@ -20,6 +20,7 @@ from reelscope.settings import Settings
 from tests.conftest import (
     CAPTION_IMAGE_TEXT,
     SAMPLE_NAME,
+    activities_in_history,
     running_worker,
     serving_api,
     workspace_files,
@@ -45,13 +46,8 @@ async def post(api: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> 
 
 
 async def activities_run(client: Client, workflow_id: str) -> list[str]:
-    """Activity types scheduled in a workflow's history."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
+    """Activity types a workflow ran, local ones included."""
+    return [kind for kind, _ in await activities_in_history(client, workflow_id)]
 
 
 def seconds(vtt_time: str) -> float:
@@ -146,8 +142,8 @@ async def test_identical_resubmission_is_served_from_cache(
         for s in first["items"][0]["scenes"]
     ]
     assert item["transcript"] == first["items"][0]["transcript"]
-    ran = await activities_run(temporal_client, f"{second_id}.0")
-    assert ran == ["lookup_cache"], ran
+    ran = await activities_in_history(temporal_client, f"{second_id}.0")
+    assert ran == [("lookup_cache", "cache")], ran
     assert (await api.get(item["scenes"][0]["keyframes"][0]["url"])).status_code == 200
 
     third_id = (await post(api, {**body, "options": {"refresh": True}})).json()["job_id"]

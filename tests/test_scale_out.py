@@ -14,12 +14,18 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from reelscope.artifacts import S3ArtifactStore
 from reelscope.settings import Settings
-from tests.conftest import SAMPLE_NAME, free_port, running_worker, serving_api, workspace_files
+from tests.conftest import (
+    SAMPLE_NAME,
+    activities_in_history,
+    free_port,
+    running_worker,
+    serving_api,
+    workspace_files,
+)
 from tests.test_durability import WorkerProcess, wait_for_stage
 from tests.test_end_to_end import wait_for_result
 from worker import Models
@@ -78,19 +84,6 @@ def worker_env(settings: Settings, metrics_port: int | None = None) -> dict[str,
     return env
 
 
-async def item_history(client: Client, workflow_id: str) -> list[tuple[str, str]]:
-    """(activity type, activity id) of every activity scheduled by a workflow."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return [
-        (
-            e.activity_task_scheduled_event_attributes.activity_type.name,
-            e.activity_task_scheduled_event_attributes.activity_id,
-        )
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-    ]
-
-
 def holder(workers: list[WorkerProcess], job_id: str, index: int) -> WorkerProcess:
     """The worker whose disk holds the item's workspace."""
     found = [w for w in workers if (w.settings.workspaces_dir / job_id / str(index)).is_dir()]
@@ -146,7 +139,7 @@ async def test_two_workers_with_separate_disks_survive_losing_the_one_holding_an
         assert len(long_item["scenes"]) == 20
         assert "processed again on another worker" in " ".join(long_item["notes"])
         assert long_item["transcript"]["segments"], "speech was transcribed after the move"
-        activities = await item_history(temporal_client, f"{job_id}.0")
+        activities = await activities_in_history(temporal_client, f"{job_id}.0")
         assert [a for a in activities if a[0] == "route_item"] == [
             ("route_item", "route"),
             ("route_item", "route.1"),
@@ -189,7 +182,7 @@ async def test_a_busy_worker_is_waited_for_not_replaced(
         result, _ = await wait_for_result(api, job_id, timeout_s=300)
     assert result["state"] == "succeeded", result
     assert not result["items"][0]["notes"], result["items"][0]["notes"]
-    activities = await item_history(temporal_client, f"{job_id}.0")
+    activities = await activities_in_history(temporal_client, f"{job_id}.0")
     assert [a for a in activities if a[0] == "route_item"] == [("route_item", "route")]
     assert any(a[0] == "ping_host" for a in activities), "the wait outlasted the limit"
 

@@ -1,8 +1,9 @@
 """Replays recorded histories of MediaJob and MediaItem through the current workflow
 code: a change that would break jobs already running fails here (record new histories
 with ``python -m tests.workflows.record_histories`` when a change is deliberate).
-Histories of older workflow code stay in sub-folders (``two-pass/``: before key frames
-came out of the scene pass), so every ``workflow.patched`` branch keeps replaying."""
+Histories of older workflow code stay in sub-folders, so every ``workflow.patched``
+branch keeps replaying: ``two-pass/``, before key frames came out of the scene pass;
+``shared-routing/``, before the cache look-up and routing ran as local activities."""
 
 from __future__ import annotations
 
