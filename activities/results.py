@@ -7,7 +7,7 @@ from temporalio import activity
 from activities.progress import log
 from activities.workspace import Workspaces
 from models.jobs import ItemResult, ItemState
-from models.pipeline import CacheLookupInput, CacheLookupResult, StoreResultInput
+from models.pipeline import CacheLookupInput, CacheLookupResult, StoreResult, StoreResultInput
 from reelscope.artifacts import (
     ArtifactStore,
     cache_keyframe_key,
@@ -63,27 +63,43 @@ class ResultActivities:
         return CacheLookupResult(hit=True, kind=result.kind)
 
     @activity.defn(name="store_item_result")
-    def store_item_result(self, input: StoreResultInput) -> None:
+    def store_item_result(self, input: StoreResultInput) -> StoreResult:
         """Write the item's result, with its key-frame URLs, and key frames to the store,
-        and to the cache when it succeeded. Runs where the workspace is (side effect:
-        files written)."""
+        and to the cache when it succeeded; then, if asked, remove the item's workspace.
+        Runs where the workspace is (side effects: files written, and removed)."""
         ref = input.workspace
         result = _point_keyframes_at(input.result, ref.job_id, ref.item_index)
+        payload = result.model_dump_json().encode()
+        key = result_key(ref.job_id, ref.item_index)
+        if (
+            input.remove_workspace
+            and not self._workspaces.path(ref).exists()
+            and self._store.read_bytes(key) == payload
+        ):
+            # An earlier attempt stored all of it and removed the files, and then its
+            # completion was lost with its worker: nothing is left to do.
+            log().info("result.already_stored", job_id=ref.job_id, item=ref.item_index)
+            return StoreResult(workspace_removed=True)
+        cache_key = input.cache_key if result.state == ItemState.SUCCEEDED else None
         for number, name in enumerate(input.keyframe_files):
             # Uploads can be slow (S3): each one shows the worker is alive.
             activity.heartbeat(number)
             source = self._workspaces.file(ref, name)
             self._store.copy_in(source, keyframe_key(ref.job_id, ref.item_index, number))
-            if input.cache_key and result.state == ItemState.SUCCEEDED:
-                self._store.copy_in(source, cache_keyframe_key(input.cache_key, number))
-        payload = result.model_dump_json().encode()
-        self._store.write_bytes(result_key(ref.job_id, ref.item_index), payload)
-        if input.cache_key and result.state == ItemState.SUCCEEDED:
-            self._store.write_bytes(cache_result_key(input.cache_key), payload)
+            if cache_key:
+                self._store.copy_in(source, cache_keyframe_key(cache_key, number))
+        if cache_key:
+            self._store.write_bytes(cache_result_key(cache_key), payload)
+        # The item's own result last: once it is there, everything before it is too.
+        self._store.write_bytes(key, payload)
+        if input.remove_workspace:
+            self._workspaces.remove(ref)
         log().info(
             "result.stored",
             job_id=ref.job_id,
             item=ref.item_index,
             keyframes=len(input.keyframe_files),
-            cached=bool(input.cache_key),
+            cached=bool(cache_key),
+            workspace_removed=input.remove_workspace,
         )
+        return StoreResult(workspace_removed=input.remove_workspace)

@@ -99,6 +99,15 @@ class StoreResultInput(BaseModel):
         default_factory=list, description="Workspace JPEGs, in the order of the result's URLs."
     )
     cache_key: str | None = None
+    remove_workspace: bool = Field(
+        False,
+        description="Remove the item's workspace once its result is stored: the item's last "
+        "step on its files, so no separate clean-up step follows.",
+    )
+
+
+class StoreResult(BaseModel):
+    workspace_removed: bool = False
 
 
 class FetchImageInput(BaseModel):

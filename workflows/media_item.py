@@ -2,8 +2,9 @@
 
 video: download → probe → (scenes → key frames → OCR ‖ transcription) → store
 image: fetch → OCR → store
-A fresh cached result for the same media and options short-cuts all of it. The
-workspace is removed in ``finally``, whatever happened, cancellation included.
+A fresh cached result for the same media and options short-cuts all of it. Storing
+the result removes the workspace; where no store did (a failure, a cancel), a clean-up
+step in ``finally`` does.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         ProbeInput,
         ProbeResult,
         RouteResult,
+        StoreResult,
         StoreResultInput,
         TranscribeInput,
         TranscribeResult,
@@ -87,6 +89,9 @@ IO_SLOTS = "io-slots"
 #: Patch id: from here on, the cache look-up and routing run as local activities, inside
 #: the workflow task that asks for them, instead of as a round trip through the server.
 LOCAL_ROUTING = "local-routing"
+#: Patch id: from here on, storing the result also removes the workspace, and the
+#: separate clean-up step runs only when the store did not.
+STORE_REMOVES_WORKSPACE = "store-removes-workspace"
 
 
 def presence_task_queue(host_task_queue: str) -> str:
@@ -181,6 +186,7 @@ class MediaItemWorkflow:
         self._notes: list[str] = []
         self._pings = 0
         self._local_routing = False
+        self._workspace_removed = False
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> ItemStatus:
@@ -267,7 +273,7 @@ class MediaItemWorkflow:
             cancelled = True
             raise
         finally:
-            if queue is not None:
+            if queue is not None and not self._workspace_removed:
                 await self._cleanup(ref, queue)
             if cancelled:
                 self._finish(ItemState.CANCELLED, None)
@@ -581,19 +587,25 @@ class MediaItemWorkflow:
         cache_key: str,
         last_try: bool,
     ) -> bool:
-        """Put the result in the artifact store (the activity adds key-frame URLs).
+        """Put the result in the artifact store (the activity adds key-frame URLs), and
+        remove the workspace with it: storing is the item's last step on its files.
         Returns True when the worker holding the key frames was lost first; the item
         then fails only if it has no placement left."""
+        # Items started before the store removed the workspace replay a separate
+        # clean-up step after it.
+        removes = workflow.patched(STORE_REMOVES_WORKSPACE)
         try:
-            await self._pinned(
+            stored = await self._pinned(
                 "store_item_result",
                 StoreResultInput(
                     workspace=ref,
                     result=item,
                     keyframe_files=keyframe_files,
                     cache_key=cache_key if item.state == ItemState.SUCCEEDED else None,
+                    remove_workspace=removes,
                 ),
                 queue,
+                result_type=StoreResult if removes else None,
                 start_to_close=policies.STORE.start_to_close,
                 schedule_to_start=policies.STORE.schedule_to_start,
                 heartbeat=self._heartbeat_for(policies.STORE),
@@ -611,6 +623,8 @@ class MediaItemWorkflow:
                     message=f"store: the result could not be saved ({err.cause or err}); resubmit",
                 )
             return lost
+        # A worker that predates the change returns nothing, and removes nothing.
+        self._workspace_removed = isinstance(stored, StoreResult) and stored.workspace_removed
         return False
 
     async def _cleanup(self, ref: WorkspaceRef, queue: str) -> None:

@@ -3,7 +3,8 @@ code: a change that would break jobs already running fails here (record new hist
 with ``python -m tests.workflows.record_histories`` when a change is deliberate).
 Histories of older workflow code stay in sub-folders, so every ``workflow.patched``
 branch keeps replaying: ``two-pass/``, before key frames came out of the scene pass;
-``shared-routing/``, before the cache look-up and routing ran as local activities."""
+``shared-routing/``, before the cache look-up and routing ran as local activities and
+before storing the result removed the workspace."""
 
 from __future__ import annotations
 

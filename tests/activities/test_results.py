@@ -1,0 +1,82 @@
+"""Storing an item's result: key frames, result and cache entry into a real local
+artifact store, and the workspace removed with them when the workflow asks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.results import ResultActivities
+from activities.workspace import Workspaces
+from models.jobs import ItemResult, ItemState
+from models.pipeline import StoreResultInput, WorkspaceRef
+from reelscope.artifacts import (
+    LocalArtifactStore,
+    cache_keyframe_key,
+    cache_result_key,
+    keyframe_key,
+    result_key,
+)
+
+KEYFRAME = b"\xff\xd8 a key frame"
+
+
+def store_input(ref: WorkspaceRef, remove_workspace: bool) -> StoreResultInput:
+    return StoreResultInput(
+        workspace=ref,
+        result=ItemResult(index=ref.item_index, source_url="http://x/a.mp4", state="succeeded"),
+        keyframe_files=["keyframe-0.jpg"],
+        cache_key="cache-key",
+        remove_workspace=remove_workspace,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.mark.parametrize("remove_workspace", [True, False])
+def test_store_writes_everything_and_removes_the_workspace_when_asked(
+    workspaces: Workspaces, ref: WorkspaceRef, store: LocalArtifactStore, remove_workspace: bool
+) -> None:
+    (workspaces.create(ref) / "keyframe-0.jpg").write_bytes(KEYFRAME)
+    results = ResultActivities(workspaces, store, cache_ttl_s=3600)
+
+    stored = ActivityEnvironment().run(
+        results.store_item_result, store_input(ref, remove_workspace)
+    )
+
+    assert stored.workspace_removed is remove_workspace
+    assert workspaces.path(ref).exists() is not remove_workspace
+    assert store.read_bytes(keyframe_key(ref.job_id, ref.item_index, 0)) == KEYFRAME
+    assert store.read_bytes(cache_keyframe_key("cache-key", 0)) == KEYFRAME
+    saved = store.read_bytes(result_key(ref.job_id, ref.item_index))
+    assert saved is not None and saved == store.read_bytes(cache_result_key("cache-key"))
+    assert ItemResult.model_validate_json(saved).state == ItemState.SUCCEEDED
+
+
+def test_a_retry_after_the_store_and_removal_finished_is_a_no_op(
+    workspaces: Workspaces, ref: WorkspaceRef, store: LocalArtifactStore
+) -> None:
+    # The first attempt did all of it, then its worker stopped before reporting back:
+    # the retry finds no files, and the very result it would write already stored.
+    (workspaces.create(ref) / "keyframe-0.jpg").write_bytes(KEYFRAME)
+    results = ResultActivities(workspaces, store, cache_ttl_s=3600)
+    ActivityEnvironment().run(results.store_item_result, store_input(ref, True))
+
+    again = ActivityEnvironment().run(results.store_item_result, store_input(ref, True))
+
+    assert again.workspace_removed
+    assert store.read_bytes(keyframe_key(ref.job_id, ref.item_index, 0)) == KEYFRAME
+
+
+def test_a_store_with_its_files_gone_and_nothing_stored_fails(
+    workspaces: Workspaces, ref: WorkspaceRef, store: LocalArtifactStore
+) -> None:
+    results = ResultActivities(workspaces, store, cache_ttl_s=3600)
+    with pytest.raises(FileNotFoundError):
+        ActivityEnvironment().run(results.store_item_result, store_input(ref, True))
+    assert store.read_bytes(result_key(ref.job_id, ref.item_index)) is None
