@@ -3,8 +3,8 @@
 video: download → probe → (scenes → key frames → OCR ‖ transcription) → store
 image: fetch → OCR → store
 A fresh cached result for the same media and options short-cuts all of it. Storing
-the result removes the workspace; where no store did (a failure, a cancel), a clean-up
-step in ``finally`` does.
+the result removes the workspace; where no store did (a failed store, a cancel), a
+clean-up step in ``finally`` does.
 """
 
 from __future__ import annotations
