@@ -291,17 +291,10 @@ class MediaItemWorkflow:
         queue as any other step would have; after a worker is lost, the item's next
         task goes to a live one, which routes it to itself.
         """
-        if self._local_routing:
-            return await workflow.execute_local_activity(
-                activity,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=policies.ROUTE.start_to_close,
-                retry_policy=policies.ROUTE.retry,
-                activity_id=activity_id,
-                summary=summary,
-            )
-        return await workflow.execute_activity(
+        execute = (
+            workflow.execute_local_activity if self._local_routing else workflow.execute_activity
+        )
+        result: R = await execute(
             activity,
             arg,
             result_type=result_type,
@@ -310,6 +303,7 @@ class MediaItemWorkflow:
             activity_id=activity_id,
             summary=summary,
         )
+        return result
 
     def _start_over(self, input: ItemInput, lost_queue: str, during: str) -> ItemResult:
         """A fresh result and stage list for another placement of the item."""
