@@ -77,6 +77,7 @@ class Models:
                 lone_frame_threads=settings.ocr_lone_frame_threads,
                 frames_at_once=settings.ocr_frames_at_once,
                 skip_flat_regions=settings.ocr_skip_flat_regions,
+                det_int8=settings.ocr_det_int8,
                 det_model_name=settings.ocr_det_model_name,
                 rec_model_name=settings.ocr_rec_model_name,
                 det_model_dir=settings.ocr_det_model_dir,

@@ -28,6 +28,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.det_int8 import CALIBRATION_SEED, build_int8_detector
 from activities.heap import HEAP
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.text_regions import FlatSkippingDetector
@@ -63,6 +64,9 @@ class OcrSettings:
     #: PaddleOCR's detection looks only at the parts of a frame that are not flat
     #: (``activities.text_regions``).
     skip_flat_regions: bool = True
+    #: PaddleOCR detects text with an 8-bit copy of the bundled detection model
+    #: (``activities.det_int8``); a ``det_model_dir`` of one's own is used as it is.
+    det_int8: bool = True
     det_model_name: str = "PP-OCRv6_small_det"
     rec_model_name: str = "PP-OCRv6_small_rec"
     det_model_dir: Path | None = None
@@ -181,16 +185,25 @@ class PaddleOcrEngine(OcrEngine):
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
         from paddleocr import PaddleOCR
 
-        det_dir = settings.det_model_dir or prepare_paddle_model_dir(
-            settings.det_model_name,
-            _bundled_onnx("PP-OCRv6_det_small.onnx"),
-            settings.cache_dir / settings.det_model_name,
-        )
+        det_dir = settings.det_model_dir
+        if det_dir is None:
+            det_dir = prepare_paddle_model_dir(
+                settings.det_model_name,
+                _bundled_onnx("PP-OCRv6_det_small.onnx"),
+                settings.cache_dir / settings.det_model_name,
+            )
+            if settings.det_int8:
+                det_dir = build_int8_detector(
+                    det_dir,
+                    settings.cache_dir / f"{settings.det_model_name}-int8-{CALIBRATION_SEED}",
+                )
         rec_dir = settings.rec_model_dir or prepare_paddle_model_dir(
             settings.rec_model_name,
             _bundled_onnx("PP-OCRv6_rec_small.onnx"),
             settings.cache_dir / settings.rec_model_name,
         )
+        #: The detection model folder this engine runs (the 8-bit one by default).
+        self.det_model_dir = det_dir
         with onnx_threads_that_sleep():
             self._ocr = PaddleOCR(
                 engine="onnxruntime",

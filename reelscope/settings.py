@@ -195,6 +195,13 @@ class Settings(BaseSettings):
         "frame. On frames of flat colour it finds the same lines, boxes within a few px, "
         "for a fraction of the work (docs/benchmarks.md).",
     )
+    ocr_det_int8: bool = Field(
+        True,
+        description="PaddleOCR detects text with an 8-bit copy of the bundled detection "
+        "model, built once into model_cache_dir (about 15 s): 3x less CPU a busy frame, "
+        "the same lines read (docs/benchmarks.md); false: the float model. Not used with "
+        "ocr_det_model_dir or the rapidocr engine.",
+    )
     ocr_det_model_name: str = "PP-OCRv6_small_det"
     ocr_rec_model_name: str = "PP-OCRv6_small_rec"
     ocr_det_model_dir: Path | None = Field(

@@ -9,8 +9,11 @@ import contextlib
 import functools
 import http.server
 import json
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -48,6 +51,26 @@ CAPTION_IMAGE_TEXT = "CAROUSEL IMAGE 7"
 
 #: The marker the SDK's core records in a history for each local activity it ran.
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One OCR model folder for every worker the tests start, in this process or in a
+    child (they inherit the environment), as one machine's workers share theirs: the
+    8-bit text detector is built once a run (about 15 s), not once a worker."""
+    if "REELSCOPE_MODEL_CACHE_DIR" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="reelscope-test-models-"))
+        config.stash[_MODEL_CACHE] = folder
+        os.environ["REELSCOPE_MODEL_CACHE_DIR"] = str(folder)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_MODEL_CACHE, None)
+    if folder is not None:
+        os.environ.pop("REELSCOPE_MODEL_CACHE_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_MODEL_CACHE = pytest.StashKey[Path]()
 
 
 def run_ffmpeg(*args: str) -> None:

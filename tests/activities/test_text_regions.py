@@ -116,10 +116,14 @@ def test_detector_size_is_the_size_paddlex_resizes_to() -> None:
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[PaddleOcrEngine, PaddleOcrEngine]:
-    """A PaddleOCR engine that skips flat regions (the default) and one that does not."""
+    """A PaddleOCR engine that skips flat regions (the default) and one that does not,
+    both on the float detector, so that boxes differ by the regions' cut alone (the
+    8-bit detector is held against the float one in test_det_int8.py)."""
     cache = tmp_path_factory.mktemp("ocr-models")
-    skipping = PaddleOcrEngine(OcrSettings(threads=1, cache_dir=cache))
-    whole = PaddleOcrEngine(OcrSettings(threads=1, skip_flat_regions=False, cache_dir=cache))
+    skipping = PaddleOcrEngine(OcrSettings(threads=1, det_int8=False, cache_dir=cache))
+    whole = PaddleOcrEngine(
+        OcrSettings(threads=1, skip_flat_regions=False, det_int8=False, cache_dir=cache)
+    )
     return skipping, whole
 
 
