@@ -28,7 +28,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.det_int8 import CALIBRATION_SEED, build_int8_detector
+from activities.det_int8 import BUILD_TAG, build_int8_detector
 from activities.heap import HEAP
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.text_regions import FlatSkippingDetector
@@ -195,7 +195,7 @@ class PaddleOcrEngine(OcrEngine):
             if settings.det_int8:
                 det_dir = build_int8_detector(
                     det_dir,
-                    settings.cache_dir / f"{settings.det_model_name}-int8-{CALIBRATION_SEED}",
+                    settings.cache_dir / f"{settings.det_model_name}-{BUILD_TAG}",
                 )
         rec_dir = settings.rec_model_dir or prepare_paddle_model_dir(
             settings.rec_model_name,
