@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/filmed_clip.py /tmp/filmed-720p.mp4 [--size 720p] [--bitrate 2M]
     .venv/bin/python bench/pipeline.py --sizes "" --media /tmp/filmed-720p.mp4
+    # A short portrait clip, as social posts hold: 16 s, 720x1280, VP9 in WebM.
+    .venv/bin/python bench/filmed_clip.py /tmp/short.webm --portrait --shot-seconds 3.2 --codec vp9
 
 The pipeline bench's own clips are flat colours that H.264 holds in under 40 kbit/s,
 and they cost little to decode: 1.1 CPU-s for 60 s at 720p. Filmed video of that size
@@ -11,7 +13,8 @@ colour gradients, a test pattern, a Sierpinski carpet, another automaton), three
 them captioned, with film grain over all and the sample's speech throughout. The seeds are
 fixed, so a size and bit rate always give the same clip.
 
-Its truth: hard cuts at 12, 24, 36 and 48 s, and the captions in ``CAPTIONS``. Side
+Its truth: hard cuts at 12, 24, 36 and 48 s (multiples of ``--shot-seconds``), and the
+captions in ``CAPTIONS``. Side
 effects: runs ffmpeg; writes the clip and, while it runs, caption images in a temp dir.
 """
 
@@ -55,7 +58,7 @@ def shot_sources(width: int, height: int, fps: int) -> list[str]:
 
 def caption_image(text: str, where: str, width: int, height: int, path: Path) -> None:
     """A transparent full-frame image holding the caption, white on a dark box."""
-    font = ImageFont.load_default(size=max(24, height // 14))
+    font = ImageFont.load_default(size=max(24, min(width, height) // 14))
     image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
@@ -70,11 +73,19 @@ def caption_image(text: str, where: str, width: int, height: int, path: Path) ->
     image.save(path)
 
 
-def render(out: Path, width: int, height: int, bitrate: str, fps: int = 30) -> Path:
+def render(
+    out: Path,
+    width: int,
+    height: int,
+    bitrate: str,
+    fps: int = 30,
+    shot_seconds: float = SHOT_SECONDS,
+    codec: str = "h264",
+) -> Path:
     import imageio_ffmpeg
 
     sources = shot_sources(width, height, fps)
-    seconds = SHOT_SECONDS * len(sources)
+    seconds = shot_seconds * len(sources)
     with tempfile.TemporaryDirectory(prefix="reelscope-filmed-") as folder:
         inputs: list[str] = []
         for source in sources:
@@ -90,7 +101,7 @@ def render(out: Path, width: int, height: int, bitrate: str, fps: int = 30) -> P
         inputs += ["-stream_loop", "-1", "-i", str(speech_track())]
         chains = []
         for shot in range(len(sources)):
-            chain = f"[{shot}:v]trim=0:{SHOT_SECONDS},setpts=PTS-STARTPTS,format=yuv420p"
+            chain = f"[{shot}:v]trim=0:{shot_seconds},setpts=PTS-STARTPTS,format=yuv420p"
             if shot in captions:
                 chains.append(f"{chain}[raw{shot}]")
                 chain = f"[raw{shot}][{captions[shot]}:v]overlay=0:0,format=yuv420p"
@@ -100,7 +111,23 @@ def render(out: Path, width: int, height: int, bitrate: str, fps: int = 30) -> P
         chains.append(f"[{speech}:a]apad,atrim=0:{seconds}[a]")
         out.parent.mkdir(parents=True, exist_ok=True)
         # x264 at a capped rate, as services deliver video: keyframes and bit budget
-        # as its defaults set them for that rate.
+        # as its defaults set them for that rate. VP9 as a real-time encoder makes it.
+        if codec == "vp9":
+            encode = ["-c:v", "libvpx-vp9", "-b:v", bitrate, "-deadline", "realtime"]
+            encode += ["-cpu-used", "8", "-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "64k"]
+        else:
+            encode = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", bitrate]
+            encode += ["-maxrate", bitrate, "-bufsize", f"{2 * _bits(bitrate)}"]
+            encode += [
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "96k",
+                "-movflags",
+                "+faststart",
+            ]
         command = [
             imageio_ffmpeg.get_ffmpeg_exe(),
             "-hide_banner",
@@ -114,26 +141,9 @@ def render(out: Path, width: int, height: int, bitrate: str, fps: int = 30) -> P
             "[v]",
             "-map",
             "[a]",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-b:v",
-            bitrate,
-            "-maxrate",
-            bitrate,
-            "-bufsize",
-            f"{2 * _bits(bitrate)}",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
+            *encode,
             "-t",
             str(seconds),
-            "-movflags",
-            "+faststart",
             str(out),
         ]
         subprocess.run(command, check=True)
@@ -152,9 +162,16 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--size", choices=sorted(SIZES), default="720p")
     parser.add_argument("--bitrate", default="2M", help="video bit rate, e.g. 800k, 2M, 4M")
+    parser.add_argument("--portrait", action="store_true", help="9:16: the size turned")
+    parser.add_argument(
+        "--shot-seconds", type=float, default=SHOT_SECONDS, help="each of the five shots"
+    )
+    parser.add_argument("--codec", choices=["h264", "vp9"], default="h264", help="vp9: WebM")
     args = parser.parse_args()
     width, height = SIZES[args.size]
-    render(args.out, width, height, args.bitrate)
+    if args.portrait:
+        width, height = height, width
+    render(args.out, width, height, args.bitrate, shot_seconds=args.shot_seconds, codec=args.codec)
     print(args.out)
 
 

@@ -190,6 +190,24 @@ def small_text_frame(width: int, height: int, fraction: float) -> tuple[np.ndarr
     return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), words
 
 
+def compare_lines(
+    before: list[list[RecognizedLine]], after: list[list[RecognizedLine]]
+) -> tuple[bool, float]:
+    """Whether each frame read the same lines, and the most a box corner moved (px)."""
+    same_text = [[ln.text for ln in frame] for frame in before] == [
+        [ln.text for ln in frame] for frame in after
+    ]
+    moved = max(
+        (
+            float(np.abs(np.array(a.box) - np.array(b.box)).max())
+            for frame_before, frame_after in zip(before, after, strict=True)
+            for a, b in zip(frame_before, frame_after, strict=False)
+        ),
+        default=0.0,
+    )
+    return same_text, moved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
@@ -413,13 +431,14 @@ def main() -> None:
     small_frames = [small_text_frame(1920, 1080, f) for f in (0.012, 0.015, 0.02)]
 
     def ocr_with(
-        side: int, threads: int, skip_flat: bool = False
+        side: int, threads: int, skip_flat: bool = False, det_int8: bool = True
     ) -> tuple[float, str, list[list[RecognizedLine]]]:
         engine = OcrEngines(
             OcrSettings(
                 det_limit_side_len=side,
                 threads=threads,
                 skip_flat_regions=skip_flat,
+                det_int8=det_int8,
                 cache_dir=work / "models",
             ),
             "paddleocr",
@@ -457,17 +476,7 @@ def main() -> None:
     cap = settings.ocr_det_limit_side_len
     t_whole, small_whole, lines_whole = results.get(cap) or ocr_with(cap, settings.ocr_threads)
     t_skip, small_skip, lines_skip = ocr_with(cap, settings.ocr_threads, skip_flat=True)
-    same_text = [[ln.text for ln in frame] for frame in lines_whole] == [
-        [ln.text for ln in frame] for frame in lines_skip
-    ]
-    moved = max(
-        (
-            float(np.abs(np.array(a.box) - np.array(b.box)).max())
-            for whole_frame, skip_frame in zip(lines_whole, lines_skip, strict=True)
-            for a, b in zip(whole_frame, skip_frame, strict=False)
-        ),
-        default=0.0,
-    )
+    same_text, moved = compare_lines(lines_whole, lines_skip)
     row(
         "OCR detection skips flat regions",
         "whole frame",
@@ -476,6 +485,19 @@ def main() -> None:
         t_skip,
         f"{len(images)} key frames, same lines: {same_text}, boxes moved at most "
         f"{moved:.0f} px; small words read, whole: {small_whole}; regions: {small_skip}",
+    )
+    # The 8-bit detector against the float one, on whole frames (as a busy frame is
+    # detected), at the worker's cap.
+    t_float, small_float, lines_float = ocr_with(cap, settings.ocr_threads, det_int8=False)
+    same_text, moved = compare_lines(lines_float, lines_whole)
+    row(
+        "OCR detection on an 8-bit copy of the model",
+        "32-bit floats",
+        "8-bit",
+        t_float,
+        t_whole,
+        f"{len(images)} whole key frames, same lines: {same_text}, boxes moved at most "
+        f"{moved:.0f} px; small words read, float: {small_float}; 8-bit: {small_whole}",
     )
 
     # Key frames read at once, each on an engine of its own, against one engine with
