@@ -123,8 +123,8 @@ def build_int8_detector(float_dir: Path, target: Path) -> Path:
     """The 8-bit detector folder at ``target``, built from the PaddleX model folder
     ``float_dir`` (``inference.onnx`` and ``inference.yml``) unless already there.
     Built in a temporary folder beside ``target`` and renamed into place, so workers
-    starting together never load half a model; the one that renames last wins, and
-    both built the same bytes."""
+    starting together never load half a model: the first to rename wins, and the
+    others (which built the same bytes) drop their copies."""
     model = target / "inference.onnx"
     if model.is_file() and (target / "inference.yml").is_file():
         return target
@@ -176,12 +176,12 @@ def build_int8_detector(float_dir: Path, target: Path) -> Path:
             leftover.unlink()
         shutil.copyfile(float_dir / "inference.yml", building / "inference.yml")
         building.chmod(0o755)  # mkdtemp makes it private; the folder it replaces was not
-        shutil.rmtree(target, ignore_errors=True)  # a half-built folder of an older run
         try:
             os.replace(building, target)
         except OSError:
-            # Another worker renamed its (identical) copy into place first.
-            if not model.is_file():
+            # Another worker renamed its copy (the same bytes) into place first; it may
+            # be loading it, so it stays.
+            if not (model.is_file() and (target / "inference.yml").is_file()):
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,6 +95,21 @@ def test_an_existing_folder_is_used_without_building_again(models: Models) -> No
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}-")], (
         "no temporary build folder is left behind"
     )
+
+
+def test_workers_building_at_once_end_with_one_whole_folder(
+    models: Models, tmp_path: Path
+) -> None:
+    float_dir = worker_engine(models).det_model_dir.parent / models.ocr._settings.det_model_name
+    target = tmp_path / "int8"
+    with ThreadPoolExecutor(2) as pool:
+        built = list(pool.map(lambda _: build_int8_detector(float_dir, target), range(2)))
+    assert built == [target, target]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["int8"], "no build folder is left"
+    assert sorted(p.name for p in target.iterdir()) == ["inference.onnx", "inference.yml"]
+    # The bytes every machine builds: the worker's own copy, built elsewhere.
+    mine = (target / "inference.onnx").read_bytes()
+    assert mine == (worker_engine(models).det_model_dir / "inference.onnx").read_bytes()
 
 
 def test_calibration_pictures_are_the_same_on_every_machine() -> None:
