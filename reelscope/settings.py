@@ -198,9 +198,10 @@ class Settings(BaseSettings):
     ocr_det_int8: bool = Field(
         True,
         description="PaddleOCR detects text with an 8-bit copy of the bundled detection "
-        "model, built once into model_cache_dir (about 15 s): 3x less CPU a busy frame, "
-        "the same lines read (docs/benchmarks.md); false: the float model. Not used with "
-        "ocr_det_model_dir or the rapidocr engine.",
+        "model, built once into model_cache_dir (about 15 s): a third of the CPU a busy "
+        "frame, the same OCR scores on the evaluation set (docs/benchmarks.md, "
+        "docs/quality.md); false: the float model. Not used with ocr_det_model_dir or "
+        "the rapidocr engine.",
     )
     ocr_det_model_name: str = "PP-OCRv6_small_det"
     ocr_rec_model_name: str = "PP-OCRv6_small_rec"

@@ -97,9 +97,7 @@ def test_an_existing_folder_is_used_without_building_again(models: Models) -> No
     )
 
 
-def test_workers_building_at_once_end_with_one_whole_folder(
-    models: Models, tmp_path: Path
-) -> None:
+def test_workers_building_at_once_end_with_one_whole_folder(models: Models, tmp_path: Path) -> None:
     float_dir = worker_engine(models).det_model_dir.parent / models.ocr._settings.det_model_name
     target = tmp_path / "int8"
     with ThreadPoolExecutor(2) as pool:
