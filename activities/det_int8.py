@@ -4,7 +4,8 @@ bundled 32-bit one, with no download.
 Detection is most of what OCR costs on a key frame that is busy all over (filmed
 footage, which ``text_regions`` cannot narrow): 0.58 CPU-s for a 960x544 frame on one
 thread of an AVX-512 Xeon. ONNX Runtime runs the same network with 8-bit weights and
-activations in 0.17 (docs/benchmarks.md, session 20), and the lines read stay the same.
+activations in 0.16-0.21, with the same OCR scores on the evaluation set
+(docs/benchmarks.md and docs/quality.md, session 20).
 
 The copy is made with ONNX Runtime's static quantization: weights per output channel,
 activations per tensor, their ranges (min and max) taken from running the float model on
@@ -175,7 +176,7 @@ def build_int8_detector(float_dir: Path, target: Path) -> Path:
         for leftover in (lifted, prepared, *building.glob("*.data")):
             leftover.unlink()
         shutil.copyfile(float_dir / "inference.yml", building / "inference.yml")
-        building.chmod(0o755)  # mkdtemp makes it private; the folder it replaces was not
+        building.chmod(0o755)  # mkdtemp makes it private; any user's worker may load it
         try:
             os.replace(building, target)
         except OSError:

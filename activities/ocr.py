@@ -193,10 +193,7 @@ class PaddleOcrEngine(OcrEngine):
                 settings.cache_dir / settings.det_model_name,
             )
             if settings.det_int8:
-                det_dir = build_int8_detector(
-                    det_dir,
-                    settings.cache_dir / f"{settings.det_model_name}-{BUILD_TAG}",
-                )
+                det_dir = self._int8_detector(det_dir, settings)
         rec_dir = settings.rec_model_dir or prepare_paddle_model_dir(
             settings.rec_model_name,
             _bundled_onnx("PP-OCRv6_rec_small.onnx"),
@@ -223,6 +220,24 @@ class PaddleOcrEngine(OcrEngine):
             )
         if settings.skip_flat_regions:
             self._skip_flat_regions()
+
+    @staticmethod
+    def _int8_detector(float_dir: Path, settings: OcrSettings) -> Path:
+        """The 8-bit detector's folder, built if need be; the float one if it cannot be
+        built (a full disk, a broken install), so that the worker still reads text."""
+        target = settings.cache_dir / f"{settings.det_model_name}-{BUILD_TAG}"
+        try:
+            return build_int8_detector(float_dir, target)
+        except Exception as exc:
+            _log.warning(
+                "ocr.int8_detector_failed",
+                error=f"{exc.__class__.__name__}: {exc}",
+                folder=str(target),
+                using=str(float_dir),
+                fix="free space in the model cache dir or reinstall; "
+                "REELSCOPE_OCR_DET_INT8=false silences this",
+            )
+            return float_dir
 
     def _skip_flat_regions(self) -> None:
         """Puts ``FlatSkippingDetector`` between PaddleX's OCR pipeline and its text

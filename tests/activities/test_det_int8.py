@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import structlog
+import structlog.testing
 from PIL import Image, ImageDraw, ImageFont
 
 from activities.det_int8 import build_int8_detector, calibration_pictures, detector_input
@@ -108,6 +110,23 @@ def test_workers_building_at_once_end_with_one_whole_folder(models: Models, tmp_
     # The bytes every machine builds: the worker's own copy, built elsewhere.
     mine = (target / "inference.onnx").read_bytes()
     assert mine == (worker_engine(models).det_model_dir / "inference.onnx").read_bytes()
+
+
+def test_a_detector_that_cannot_be_built_leaves_the_worker_on_the_float_one(
+    models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_room(float_dir: Path, target: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("activities.ocr.build_int8_detector", no_room)
+    settings = replace(models.ocr._settings, cache_dir=tmp_path)
+    with structlog.testing.capture_logs() as logs:
+        engine = PaddleOcrEngine(settings)
+    assert engine.det_model_dir == tmp_path / settings.det_model_name
+    warning = next(e for e in logs if e["event"] == "ocr.int8_detector_failed")
+    assert "No space left on device" in warning["error"]
+    picture = captioned_picture(1280, 720, busy=False)
+    assert "HARBOURBRIDGEREOPENS" in {line.text.replace(" ", "") for line in engine.read(picture)}
 
 
 def test_calibration_pictures_are_the_same_on_every_machine() -> None:
