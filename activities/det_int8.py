@@ -131,7 +131,6 @@ def build_int8_detector(float_dir: Path, target: Path) -> Path:
         return target
     import onnx
     from onnx import version_converter
-    from onnxruntime import InferenceSession
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -151,8 +150,7 @@ def build_int8_detector(float_dir: Path, target: Path) -> Path:
         # infers shapes), so fewer tensors need quantizing: 210 quantize steps instead of
         # 385, and 0.17-0.21 CPU-s a 960x544 frame instead of 0.26-0.28.
         quant_pre_process(str(lifted), str(prepared), skip_symbolic_shape=True)
-        float_session = InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
-        feed_name = float_session.get_inputs()[0].name
+        feed_name = float_model.graph.input[0].name
 
         class Pictures(CalibrationDataReader):
             def __init__(self) -> None:
