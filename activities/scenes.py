@@ -71,6 +71,20 @@ SAMPLE_BUDGET_BYTES = 96 * 2**20
 #: Decoded frames the decode thread may hold ahead of the detectors (PySceneDetect's
 #: own reader queues 4).
 DECODE_AHEAD_FRAMES = 4
+#: Frames a second the detectors see at least when the scene pass skips frames. The
+#: detectors' thresholds are tuned on 24-30 fps video; seen at fewer frames a second,
+#: a moving shot changes more between the frames compared and a cut into it stands
+#: out less: on a 30 fps clip whose every fourth frame was decoded, a cut into a busy
+#: panning shot scored 34 against 24 for the frames after it (12 at full rate), and
+#: was missed (docs/benchmarks.md).
+SKIM_MIN_FPS = 25.0
+
+
+def skim_step(fps: float) -> int:
+    """The most frames one decoded frame may stand for when skipping keeps the detectors
+    at ``SKIM_MIN_FPS`` or more: 2 at 50-74 fps, 4 at 100 fps and more; 1 (no
+    skipping) below 50 fps."""
+    return max(1, int(fps // SKIM_MIN_FPS)) if fps > 0 else 1
 
 
 def _hsv(bgr: np.ndarray) -> np.ndarray:
@@ -86,14 +100,24 @@ class TransientFilter(SceneDetector):
     """Wraps a detector. A cut it reports at frame c is kept only if frame c + settle
     still differs from frame c - 1; confirmed cuts collect in ``cuts``."""
 
-    def __init__(self, inner: SceneDetector, settle_frames: int) -> None:
+    def __init__(
+        self,
+        inner: SceneDetector,
+        settle_frames: int,
+        refine: Callable[[int, int], int] | None = None,
+    ) -> None:
+        """``refine(after, at)``: where a cut reported at frame ``at`` really lies, when
+        the frames between ``after`` (the last one decoded before it) and ``at`` were
+        skipped by the decoder (see ``refine_cut``)."""
         super().__init__()
         self.inner = inner
         self.settle = settle_frames
+        self.refine = refine
         self.recent: deque[tuple[int, np.ndarray]] = deque(
             maxlen=settle_frames + inner.event_buffer_length + 2
         )
-        self.pending: list[tuple[int, np.ndarray | None]] = []
+        #: (cut, the last frame decoded before it, that frame's image).
+        self.pending: list[tuple[int, int | None, np.ndarray | None]] = []
         self.cuts: list[int] = []
         self.dropped = 0
 
@@ -103,22 +127,32 @@ class TransientFilter(SceneDetector):
         # candidate cut are converted, so the filter costs nothing between cuts.
         self.recent.append((number, frame_img))
         for cut in self.inner.process_frame(timecode, frame_img):
-            before = next((img for n, img in self.recent if n == cut.frame_num - 1), None)
-            self.pending.append((cut.frame_num, before))
+            # The last frame decoded before the cut: frame cut - 1, unless the decoder
+            # skipped it (or the frame rate varies).
+            last = next(((n, img) for n, img in reversed(self.recent) if n < cut.frame_num), None)
+            self.pending.append(
+                (cut.frame_num, last[0], last[1]) if last else (cut.frame_num, None, None)
+            )
         waiting = []
-        for cut, before in self.pending:
+        for cut, after, before in self.pending:
             if number < cut + self.settle:
-                waiting.append((cut, before))
+                waiting.append((cut, after, before))
             elif before is not None and hsv_change(_hsv(before), _hsv(frame_img)) <= RETURN_SCORE:
                 self.dropped += 1
             else:
-                self.cuts.append(cut)
+                self._confirm(cut, after)
         self.pending = waiting
         return []
 
+    def _confirm(self, cut: int, after: int | None) -> None:
+        if self.refine is not None and after is not None and after < cut - 1:
+            cut = self.refine(after, cut)
+        self.cuts.append(cut)
+
     def finish(self) -> None:
         """At the end of the video: cuts too close to the end to check are kept."""
-        self.cuts += [cut for cut, _ in self.pending]
+        for cut, after, _ in self.pending:
+            self._confirm(cut, after)
         self.pending = []
 
     @property
@@ -243,6 +277,15 @@ class PlanarStream(VideoStreamAv):
         count (the CPUs, plus one)."""
         self._video_stream.thread_count = max(0, threads)
 
+    def skip_nonreference(self, skip: bool = True) -> None:
+        """FFmpeg skips (or, with ``skip`` false, again decodes) the frames no other frame
+        is predicted from, most B-frames of H.264 and HEVC: skipped frames are neither
+        decoded nor read. Call it before the first read, or from the thread reading."""
+        self._codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+
+    def close(self) -> None:
+        self._container.close()
+
     @property
     def coded_size(self) -> tuple[int, int]:
         """Width and height as decoded, before any display rotation."""
@@ -276,6 +319,35 @@ class PlanarStream(VideoStreamAv):
         return split_frame(frame, keep=False)[0]
 
 
+def refine_cut(path: str, after: int, at: int) -> int:
+    """Where a cut reported at frame ``at`` lies, when the frames after ``after`` and
+    before ``at`` were skipped: decodes that stretch again, every frame (from the key
+    frame before it, as decoding must), and returns the frame whose picture differs
+    most from the one before it. Raises what PyAV raises for a file it cannot read."""
+    video = PlanarStream(path)
+    try:
+        video.seek(after)
+        previous: np.ndarray | None = None
+        best, best_change = at, -1.0
+        while video.read(decode=False):
+            frame = video.decoded
+            assert frame is not None
+            number = video.position.frame_num
+            if number > at:
+                break
+            if number < after:
+                continue
+            image = _hsv(split_frame(frame, keep=False)[0])
+            if previous is not None and previous.shape == image.shape:
+                change = hsv_change(previous, image)
+                if change > best_change:
+                    best, best_change = number, change
+            previous = image
+        return best
+    finally:
+        video.close()
+
+
 class DecodeAhead:
     """Reads ``video`` on a thread of its own, at most ``ahead`` frames ahead of the
     caller, who iterates over ``(position, frame)`` of each frame as PyAV decoded it.
@@ -283,8 +355,15 @@ class DecodeAhead:
     detectors meanwhile. A context manager: leaving it stops the thread, whatever ends
     the caller's loop. While it runs, only its thread may touch ``video``."""
 
-    def __init__(self, video: PlanarStream, ahead: int = DECODE_AHEAD_FRAMES) -> None:
+    def __init__(
+        self, video: PlanarStream, ahead: int = DECODE_AHEAD_FRAMES, widest_step: int = 0
+    ) -> None:
+        """``widest_step``: when ``video`` skips frames and one decoded frame stands for
+        more than this many, it decodes every frame from there on (0: no limit)."""
         self._video = video
+        self._widest_step = widest_step
+        #: The frame from which every frame was decoded, skipping having stopped there.
+        self.skipping_stopped_at: int | None = None
         self._queue: queue.Queue[tuple[FrameTimecode, av.VideoFrame] | BaseException | None] = (
             queue.Queue(ahead)
         )
@@ -330,11 +409,21 @@ class DecodeAhead:
 
     def _decode(self) -> None:
         video = self._video
+        last: int | None = None
         try:
             while video.read(decode=False):
                 frame = video.decoded
                 assert frame is not None
-                if not self._put((video.position, frame)):
+                position = video.position
+                number = position.frame_num
+                if self._widest_step and last is not None and number - last > self._widest_step:
+                    # Frames already skipped stay skipped; a cut among them is found
+                    # again by refine_cut.
+                    video.skip_nonreference(False)
+                    self._widest_step = 0
+                    self.skipping_stopped_at = number
+                last = number
+                if not self._put((position, frame)):
                     return
         except BaseException as exc:  # handed to the caller, who raises it
             self._put(exc)
@@ -532,10 +621,14 @@ class SceneActivities:
         detector: str = "adaptive",
         decode_threads: int = 1,
         spare_cpus: int = 1,
+        skip_nonreference: bool = False,
     ) -> None:
         """``decode_threads``: the most threads that decode one video (see
         ``decode_threads``); 0 leaves the count to FFmpeg. ``spare_cpus``: the CPUs
-        transcription leaves to the scene pass beside it."""
+        transcription leaves to the scene pass beside it. ``skip_nonreference``: the
+        pass decodes only the frames others are predicted from, and finds the frame of
+        a cut that follows skipped frames by decoding them again (``refine_cut``)."""
+        self._skip_nonreference = skip_nonreference
         self._workspaces = workspaces
         self._threshold = threshold
         self._min_scene_len_frames = min_scene_len_frames
@@ -573,6 +666,9 @@ class SceneActivities:
             self._spare_cpus,
         )
         video.decode_on(threads)
+        step = skim_step(fps) if self._skip_nonreference else 1
+        if step > 1:
+            video.skip_nonreference()
         total = video.duration.frame_num if video.duration is not None else None
         min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []
@@ -594,6 +690,7 @@ class SceneActivities:
         detector = TransientFilter(
             make_detector(self._detector, input.threshold or self._threshold, min_scene_len),
             settle_frames=max(2, round(SETTLE_SECONDS * fps)),
+            refine=partial(self._refine_cut, str(path)) if step > 1 else None,
         )
         tap: KeyframeTap | None = None
         if input.keyframes:
@@ -624,9 +721,13 @@ class SceneActivities:
         done = video.frame_number
         next_beat = done + chunk
         detector_shape: tuple[int, ...] | None = None
-        with DecodeAhead(video) as frames:
+        # The most frames one decoded frame stood for (more than 1 when frames are skipped).
+        widest_step = 1
+        decoding = DecodeAhead(video, widest_step=step if step > 1 else 0)
+        with decoding as frames:
             for position, frame in frames:
                 number = position.frame_num
+                widest_step = max(widest_step, number + 1 - done)
                 image, kept = split_frame(frame, keep=tap is not None and tap.wants(number))
                 # A frame whose size changed mid-stream cannot be compared with the
                 # others; PySceneDetect's reader skips it too.
@@ -642,8 +743,12 @@ class SceneActivities:
         heartbeat(done)
         detector.finish()
         all_cuts = sorted(set(cuts + detector.cuts))
-        # Scenes end where decoding really ended: a truncated file claims more.
+        # Scenes end where decoding really ended: a truncated file claims more. Frames
+        # skipped at the very end still count: what the container claims, when it is
+        # no further away than frames were skipped.
         end_frame = video.frame_number
+        if step > 1 and total and end_frame < total < end_frame + widest_step:
+            end_frame = total
         if end_frame <= 0:
             raise ApplicationError(
                 "scenes: no frame could be decoded",
@@ -671,6 +776,8 @@ class SceneActivities:
             frames=end_frame,
             fps=fps,
             decode_threads=threads,
+            skipping_nonreference=step > 1,
+            skipping_stopped_at=decoding.skipping_stopped_at,
             transients_dropped=detector.dropped,
             keyframes=None if keyframes is None else len(keyframes),
         )
@@ -681,6 +788,16 @@ class SceneActivities:
             expected_frames=total,
             keyframes=keyframes,
         )
+
+    @staticmethod
+    def _refine_cut(path: str, after: int, at: int) -> int:
+        """``refine_cut``; where the stretch cannot be decoded again, the cut stays where
+        it was reported, at most the skipped frames late."""
+        try:
+            return refine_cut(path, after, at)
+        except (VideoOpenFailure, OSError, av.error.FFmpegError) as exc:  # type: ignore[attr-defined]
+            log().warning("scenes.cut_not_refined", frame=at, after=after, error=str(exc))
+            return at
 
     def _save(self, out_dir: Path, scene_start: int, picture: Picture) -> str:
         """Writes a key frame JPEG; returns its name inside the workspace."""

@@ -237,6 +237,7 @@ def main() -> None:
             settings.min_scene_len_frames,
             settings.scene_detector,
             decode_threads,
+            skip_nonreference=settings.scene_skip_nonreference_frames,
         ).detect_scenes
 
     scenes_activity = scene_pass(settings.scene_decode_threads)

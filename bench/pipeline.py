@@ -147,6 +147,7 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         settings.scene_detector,
         settings.scene_decode_threads,
         spare_cpus=settings.cpus_beside_transcription,
+        skip_nonreference=settings.scene_skip_nonreference_frames,
     ).detect_scenes
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 

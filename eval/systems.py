@@ -84,6 +84,7 @@ class Reelscope:
                     s.min_scene_len_frames,
                     s.scene_detector,
                     s.scene_decode_threads,
+                    skip_nonreference=s.scene_skip_nonreference_frames,
                 ).detect_scenes,
                 # The stages run one after another here, so nothing runs beside it.
                 DetectScenesInput(

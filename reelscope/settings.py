@@ -162,6 +162,16 @@ class Settings(BaseSettings):
         "its pixels plus 3 × its bits (720p30: 1, from 1.5 Mbit/s 2; 1080p30: 2), and at "
         "least the CPUs transcription leaves; 0: FFmpeg's own count.",
     )
+    scene_skip_nonreference_frames: bool = Field(
+        True,
+        description="At 50 fps and more, the scene pass decodes only the frames other "
+        "frames are predicted from (most B-frames of H.264 and HEVC are not), as long as "
+        "the detectors still see 25 frames a second; a cut that follows skipped frames "
+        "is placed on its own frame by decoding that stretch again. On the evaluation "
+        "set's 60 fps clip: half the CPU of the pass, the same cuts (docs/benchmarks.md). "
+        "Below 50 fps every frame is decoded: skipping there missed cuts into moving "
+        "shots. false: every frame, always.",
+    )
 
     # OCR.
     ocr_engine: Literal["paddleocr", "rapidocr"] = "paddleocr"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from scenedetect.detector import SceneDetector
+from scenedetect.video_stream import VideoOpenFailure
+from temporalio.testing import ActivityEnvironment
 
 from activities.frames import grey_sharpness
 from activities.scenes import (
@@ -372,3 +375,131 @@ def test_sharpness_is_the_variance_of_the_laplacian() -> None:
         _, std = cv2.meanStdDev(cv2.Laplacian(image, cv2.CV_64F))
         assert grey_sharpness(image) == pytest.approx(float(std[0, 0]) ** 2, rel=1e-12, abs=1e-9)
     assert grey_sharpness(cv2.GaussianBlur(sharp, (9, 9), 0)) < grey_sharpness(sharp)
+
+
+# -- Skipping frames no other frame is predicted from, at 50 fps and more ---------------
+
+#: A 60 fps clip: 4 s of four shots of smooth random colours panning 1 px a frame, and a
+#: one-frame white flash. Cuts on odd frames land on B-frames, which the skimming pass
+#: skips; the flash lies on an even frame, a P-frame, which it decodes.
+SKIM_CUTS = (61, 143, 187)
+SKIM_FLASH = 100
+SKIM_FRAMES = 240
+
+
+def render_skim_clip(path: Path, x264_params: str) -> Path:
+    width, height, fps = 640, 360, 60
+    rng = np.random.default_rng(11)
+    textures = [
+        cv2.resize(
+            rng.integers(0, 256, (6, 12, 3), dtype=np.uint8),
+            (width + SKIM_FRAMES, height),
+            interpolation=cv2.INTER_LINEAR,
+        )
+        for _ in range(len(SKIM_CUTS) + 1)
+    ]
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    encoder = subprocess.Popen(
+        [
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", str(fps),
+            "-i", "-",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+            "-x264-params", x264_params,
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    assert encoder.stdin is not None
+    for number in range(SKIM_FRAMES):
+        shot = sum(number >= cut for cut in SKIM_CUTS)
+        frame = textures[shot][:, number : number + width]
+        if number == SKIM_FLASH:
+            frame = np.full_like(frame, 255)
+        encoder.stdin.write(np.ascontiguousarray(frame).tobytes())
+    encoder.stdin.close()
+    assert encoder.wait() == 0
+    return path
+
+
+#: No scene-cut I-frames, a B-frame between every two reference frames, so that every
+#: other frame is skipped and cuts on odd frames follow a skipped frame.
+EVERY_OTHER_FRAME = "scenecut=0:bframes=1:b-adapt=0:keyint=120"
+
+
+def test_skimming_keeps_the_detectors_at_25_frames_a_second_or_more() -> None:
+    from activities.scenes import skim_step
+
+    assert [skim_step(fps) for fps in (0.0, 24.0, 29.97, 30.0, 48.0)] == [1, 1, 1, 1, 1]
+    assert [skim_step(fps) for fps in (50.0, 59.94, 60.0, 100.0, 120.0)] == [2, 2, 2, 4, 4]
+
+
+def test_at_60_fps_the_scene_pass_skips_every_other_frame_and_finds_the_same_cuts(
+    workspaces: Workspaces, ref: WorkspaceRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cuts follow a skipped frame and are placed on their own frame by decoding
+    that stretch again; the flash, seen without the frame before it, is still no cut."""
+    import activities.scenes as scenes
+
+    render_skim_clip(workspaces.create(ref) / "media.mp4", EVERY_OTHER_FRAME)
+    seen: list[int] = []
+    split = scenes.split_frame
+
+    def counted(frame, keep):  # type: ignore[no-untyped-def]
+        seen.append(frame.pts)
+        return split(frame, keep)
+
+    monkeypatch.setattr(scenes, "split_frame", counted)
+
+    def scene_pass(skip: bool) -> tuple[list[tuple[int, int]], int]:
+        seen.clear()
+        result = RecordingEnvironment().run(
+            SceneActivities(workspaces, 27.0, 15, skip_nonreference=skip).detect_scenes,
+            DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
+        )
+        assert result.keyframes is not None and len(result.keyframes) == len(result.scenes)
+        return [(s.start_frame, s.end_frame) for s in result.scenes], len(seen)
+
+    every, every_count = scene_pass(skip=False)
+    skimmed, skimmed_count = scene_pass(skip=True)
+    bounds = [0, *SKIM_CUTS, SKIM_FRAMES]
+    assert every == list(pairwise(bounds))
+    assert skimmed == every
+    # The detectors saw about half the frames (refine_cut's are not counted there: it
+    # scales its own frames through the same function, a handful per cut).
+    assert skimmed_count < 0.6 * every_count, (skimmed_count, every_count)
+
+
+def test_skimming_stops_where_a_decoded_frame_would_stand_for_too_many(
+    tmp_path: Path,
+) -> None:
+    """Three B-frames between reference frames at 60 fps: one decoded frame in four,
+    15 a second, too few for the detectors. Every frame is decoded from the first such
+    step on."""
+    clip = render_skim_clip(
+        tmp_path / "wide.mp4", "scenecut=0:bframes=3:b-pyramid=none:b-adapt=0:keyint=120"
+    )
+    video = PlanarStream(str(clip))
+    video.skip_nonreference()
+    decoding = DecodeAhead(video, widest_step=2)
+    with decoding as frames:
+        numbers = [position.frame_num for position, _ in frames]
+    assert decoding.skipping_stopped_at is not None
+    stop = numbers.index(decoding.skipping_stopped_at)
+    assert numbers[stop:] == list(range(numbers[stop], SKIM_FRAMES))
+    assert stop <= 2
+
+
+def test_refining_a_cut_finds_the_first_frame_of_the_new_shot(tmp_path: Path) -> None:
+    from activities.scenes import refine_cut
+
+    clip = str(render_skim_clip(tmp_path / "skim.mp4", EVERY_OTHER_FRAME))
+    # Reported on the frame after the cut, the frame before it having been the last seen.
+    assert refine_cut(clip, 60, 62) == 61
+    assert refine_cut(clip, 139, 144) == 143
+    # A file that cannot be read again leaves the cut where it was reported.
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(Path(clip).read_bytes()[:2000])
+    with pytest.raises(VideoOpenFailure):
+        refine_cut(str(broken), 60, 62)
+    assert ActivityEnvironment().run(SceneActivities._refine_cut, str(broken), 60, 62) == 62
