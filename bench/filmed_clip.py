@@ -167,11 +167,20 @@ def main() -> None:
         "--shot-seconds", type=float, default=SHOT_SECONDS, help="each of the five shots"
     )
     parser.add_argument("--codec", choices=["h264", "vp9"], default="h264", help="vp9: WebM")
+    parser.add_argument("--fps", type=int, default=30, help="frames a second, e.g. 60")
     args = parser.parse_args()
     width, height = SIZES[args.size]
     if args.portrait:
         width, height = height, width
-    render(args.out, width, height, args.bitrate, shot_seconds=args.shot_seconds, codec=args.codec)
+    render(
+        args.out,
+        width,
+        height,
+        args.bitrate,
+        fps=args.fps,
+        shot_seconds=args.shot_seconds,
+        codec=args.codec,
+    )
     print(args.out)
 
 
