@@ -98,7 +98,8 @@ def hsv_change(a: np.ndarray, b: np.ndarray) -> float:
 
 class TransientFilter(SceneDetector):
     """Wraps a detector. A cut it reports at frame c is kept only if frame c + settle
-    still differs from frame c - 1; confirmed cuts collect in ``cuts``."""
+    still differs from the last frame decoded before c (c - 1, unless frames were
+    skipped); confirmed cuts collect in ``cuts``."""
 
     def __init__(
         self,
