@@ -80,6 +80,14 @@ DECODE_AHEAD_FRAMES = 4
 SKIM_MIN_FPS = 25.0
 
 
+#: Below 50 fps, frames are skipped only while the picture stands still: while each
+#: decoded frame's planes, sampled every 8th pixel (every 4th of the half-size colour
+#: planes), differ from the last one's by less than this on average (0-255)...
+STILL_CHANGE = 1.0
+#: ... for this many decoded frames in a row.
+STILL_FRAMES = 4
+
+
 def skim_step(fps: float) -> int:
     """The most frames one decoded frame may stand for when skipping keeps the detectors
     at ``SKIM_MIN_FPS`` or more: 2 at 50-74 fps, 4 at 100 fps and more; 1 (no
@@ -272,6 +280,8 @@ class PlanarStream(VideoStreamAv):
         # with one thread until ``decode_on`` says otherwise.
         super().__init__(path, threading_mode="AUTO")
         self._video_stream.thread_count = 1
+        #: Frames decoded and read, seeking included.
+        self.frames_read = 0
 
     def decode_on(self, threads: int) -> None:
         """Before the first read: decode on ``threads`` threads, 0 for FFmpeg's own
@@ -286,6 +296,40 @@ class PlanarStream(VideoStreamAv):
 
     def close(self) -> None:
         self._container.close()
+
+    def frames_from(self, first: int, before: int) -> list[tuple[FrameTimecode, av.VideoFrame]]:
+        """Frames ``first`` up to ``before`` (left out), with their positions: a seek to
+        the key frame before ``first``, from which only the frames others are predicted
+        from are decoded until ``first`` (the others cannot matter to what follows).
+        Whether a frame is skipped is decided by its own packet, so a frame the decoder
+        holds back to put frames in order is never lost. For a second reader of a file:
+        ``read`` goes on from wherever this stops."""
+        stream = self._video_stream
+        time_base = stream.time_base
+        assert time_base is not None
+        first_pts = (stream.start_time or 0) + int(
+            FrameTimecode(first, self.frame_rate).seconds / time_base
+        )
+        half_frame = int(0.5 / float(self.frame_rate) / time_base)
+        self._decoder = None
+        self._container.seek(first_pts, stream=stream)
+        found: list[tuple[FrameTimecode, av.VideoFrame]] = []
+        try:
+            for packet in self._container.demux(stream):
+                if packet.pts is not None:
+                    before_first = packet.pts < first_pts - half_frame
+                    self.skip_nonreference(before_first)
+                for frame in packet.decode():
+                    self._frame = frame
+                    self.frames_read += 1
+                    position = self.position
+                    if position.frame_num >= before:
+                        return found
+                    if position.frame_num >= first:
+                        found.append((position, frame))
+        finally:
+            self.skip_nonreference(False)
+        return found
 
     @property
     def coded_size(self) -> tuple[int, int]:
@@ -313,11 +357,27 @@ class PlanarStream(VideoStreamAv):
     def read(self, decode: bool = True) -> np.ndarray | bool:
         if not super().read(decode=False):
             return False
+        self.frames_read += 1
         if not decode:
             return True
         frame = self._frame
         assert frame is not None
         return split_frame(frame, keep=False)[0]
+
+
+def still_gauge(frame: av.VideoFrame) -> np.ndarray | None:
+    """A coarse sample of the frame's planes, to tell whether the picture moved; None
+    for pixel formats other than 8-bit 4:2:0."""
+    if frame.format.name != "yuv420p":
+        return None
+    width, height = frame.width, frame.height
+    return np.concatenate(
+        [
+            _plane(frame, 0, height, width)[::8, ::8].ravel(),
+            _plane(frame, 1, height // 2, width // 2)[::4, ::4].ravel(),
+            _plane(frame, 2, height // 2, width // 2)[::4, ::4].ravel(),
+        ]
+    ).astype(np.int16)
 
 
 def refine_cut(path: str, after: int, at: int) -> int:
@@ -327,17 +387,10 @@ def refine_cut(path: str, after: int, at: int) -> int:
     most from the one before it. Raises what PyAV raises for a file it cannot read."""
     video = PlanarStream(path)
     try:
-        video.seek(after)
         previous: np.ndarray | None = None
         best, best_change = at, -1.0
-        while video.read(decode=False):
-            frame = video.decoded
-            assert frame is not None
-            number = video.position.frame_num
-            if number > at:
-                break
-            if number < after:
-                continue
+        for position, frame in video.frames_from(after, at + 1):
+            number = position.frame_num
             image = _hsv(split_frame(frame, keep=False)[0])
             if previous is not None and previous.shape == image.shape:
                 change = hsv_change(previous, image)
@@ -357,14 +410,29 @@ class DecodeAhead:
     the caller's loop. While it runs, only its thread may touch ``video``."""
 
     def __init__(
-        self, video: PlanarStream, ahead: int = DECODE_AHEAD_FRAMES, widest_step: int = 0
+        self,
+        video: PlanarStream,
+        ahead: int = DECODE_AHEAD_FRAMES,
+        widest_step: int = 0,
+        skip_while_still: bool = False,
     ) -> None:
         """``widest_step``: when ``video`` skips frames and one decoded frame stands for
-        more than this many, it decodes every frame from there on (0: no limit)."""
+        more than this many, it decodes every frame from there on (0: no limit).
+
+        ``skip_while_still``: ``video`` skips the frames no other frame is predicted
+        from while the picture stands still (``STILL_CHANGE``, ``STILL_FRAMES``), and
+        decodes every frame again once it moves. The frames skipped just before a frame
+        that moved are decoded again from a second reader and handed over in their
+        place, so the caller sees every frame around any change. Where that costs more
+        decoding than skipping saved, skipping stops for good."""
         self._video = video
         self._widest_step = widest_step
+        self._while_still = skip_while_still
         #: The frame from which every frame was decoded, skipping having stopped there.
         self.skipping_stopped_at: int | None = None
+        #: Frames skipped and never decoded; frames decoded a second time.
+        self.skipped = 0
+        self.decoded_again = 0
         self._queue: queue.Queue[tuple[FrameTimecode, av.VideoFrame] | BaseException | None] = (
             queue.Queue(ahead)
         )
@@ -410,25 +478,65 @@ class DecodeAhead:
 
     def _decode(self) -> None:
         video = self._video
+        again: PlanarStream | None = None
         last: int | None = None
+        last_gauge: np.ndarray | None = None
+        still_run = 0
+        skipping = False
+        # Where skipping last stopped: frame threads may still skip a few frames after.
+        stopped_at = -(2**31)
         try:
             while video.read(decode=False):
                 frame = video.decoded
                 assert frame is not None
                 position = video.position
                 number = position.frame_num
-                if self._widest_step and last is not None and number - last > self._widest_step:
+                gap = number - last - 1 if last is not None else 0
+                if self._widest_step and gap >= self._widest_step:
                     # Frames already skipped stay skipped; a cut among them is found
                     # again by refine_cut.
                     video.skip_nonreference(False)
                     self._widest_step = 0
                     self.skipping_stopped_at = number
+                if self._while_still:
+                    gauge = still_gauge(frame)
+                    moved = (
+                        gauge is None
+                        or last_gauge is None
+                        or float(np.abs(gauge - last_gauge).mean()) >= STILL_CHANGE
+                    )
+                    last_gauge = gauge
+                    # Frames missing for no skip of ours: a variable frame rate.
+                    gap = gap if skipping or number - stopped_at <= 16 else 0
+                    if moved and gap > 0 and last is not None:
+                        again = again or PlanarStream(video.path)
+                        read_before = again.frames_read
+                        refilled = again.frames_from(last + 1, number)
+                        self.decoded_again += again.frames_read - read_before
+                        for item in refilled:
+                            if not self._put(item):
+                                return
+                        gap -= len(refilled)
+                    self.skipped += gap
+                    still_run = 0 if moved else still_run + 1
+                    if self.decoded_again > self.skipped:
+                        self._while_still = False
+                        self.skipping_stopped_at = number
+                        still_run = 0
+                    wanted = still_run >= STILL_FRAMES
+                    if wanted != skipping:
+                        video.skip_nonreference(wanted)
+                        skipping = wanted
+                        stopped_at = stopped_at if wanted else number
                 last = number
                 if not self._put((position, frame)):
                     return
         except BaseException as exc:  # handed to the caller, who raises it
             self._put(exc)
             return
+        finally:
+            if again is not None:
+                again.close()
         self._put(None)
 
 
@@ -667,9 +775,12 @@ class SceneActivities:
             self._spare_cpus,
         )
         video.decode_on(threads)
+        # At 50 fps and more, one frame in ``step``; below, only while the picture
+        # stands still (``DecodeAhead``).
         step = skim_step(fps) if self._skip_nonreference else 1
         if step > 1:
             video.skip_nonreference()
+        while_still = self._skip_nonreference and step == 1
         total = video.duration.frame_num if video.duration is not None else None
         min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []
@@ -691,7 +802,7 @@ class SceneActivities:
         detector = TransientFilter(
             make_detector(self._detector, input.threshold or self._threshold, min_scene_len),
             settle_frames=max(2, round(SETTLE_SECONDS * fps)),
-            refine=partial(self._refine_cut, str(path)) if step > 1 else None,
+            refine=partial(self._refine_cut, str(path)) if self._skip_nonreference else None,
         )
         tap: KeyframeTap | None = None
         if input.keyframes:
@@ -724,7 +835,9 @@ class SceneActivities:
         detector_shape: tuple[int, ...] | None = None
         # The most frames one decoded frame stood for (more than 1 when frames are skipped).
         widest_step = 1
-        decoding = DecodeAhead(video, widest_step=step if step > 1 else 0)
+        decoding = DecodeAhead(
+            video, widest_step=step if step > 1 else 0, skip_while_still=while_still
+        )
         with decoding as frames:
             for position, frame in frames:
                 number = position.frame_num
@@ -748,7 +861,7 @@ class SceneActivities:
         # skipped at the very end still count: what the container claims, when it is
         # no further away than frames were skipped.
         end_frame = video.frame_number
-        if step > 1 and total and end_frame < total < end_frame + widest_step:
+        if self._skip_nonreference and total and end_frame < total < end_frame + widest_step:
             end_frame = total
         if end_frame <= 0:
             raise ApplicationError(
@@ -777,7 +890,13 @@ class SceneActivities:
             frames=end_frame,
             fps=fps,
             decode_threads=threads,
-            skipping_nonreference=step > 1,
+            skipping_nonreference="one frame in two or more"
+            if step > 1
+            else "while the picture stands still"
+            if while_still
+            else "no",
+            frames_skipped=decoding.skipped if while_still else None,
+            frames_decoded_again=decoding.decoded_again if while_still else None,
             skipping_stopped_at=decoding.skipping_stopped_at,
             transients_dropped=detector.dropped,
             keyframes=None if keyframes is None else len(keyframes),

@@ -164,13 +164,14 @@ class Settings(BaseSettings):
     )
     scene_skip_nonreference_frames: bool = Field(
         True,
-        description="At 50 fps and more, the scene pass decodes only the frames other "
-        "frames are predicted from (most B-frames of H.264 and HEVC are not), as long as "
-        "the detectors still see 25 frames a second; a cut that follows skipped frames "
-        "is placed on its own frame by decoding that stretch again. On the evaluation "
-        "set's 60 fps clip: half the CPU of the pass, the same cuts (docs/benchmarks.md). "
-        "Below 50 fps every frame is decoded: skipping there missed cuts into moving "
-        "shots. false: every frame, always.",
+        description="The scene pass leaves out frames no other frame is predicted from "
+        "(most B-frames of H.264 and HEVC): below 50 fps only while the picture stands "
+        "still, decoding again the frames skipped just before it moves; at 50 fps and "
+        "more one frame in two (25 a second still reach the detectors). A cut that "
+        "follows skipped frames is placed by decoding them again. The same cuts on the "
+        "evaluation set, re-encoded so that cuts fall on skipped frames too; less "
+        "decoding on still shots and on 60 fps video (docs/benchmarks.md). false: "
+        "every frame is decoded.",
     )
 
     # OCR.

@@ -380,20 +380,22 @@ def test_sharpness_is_the_variance_of_the_laplacian() -> None:
 # -- Skipping frames no other frame is predicted from, at 50 fps and more ---------------
 
 #: A 60 fps clip: 4 s of four shots of smooth random colours panning 1 px a frame, and a
-#: one-frame white flash. Cuts on odd frames land on B-frames, which the skimming pass
-#: skips; the flash lies on an even frame, a P-frame, which it decodes.
+#: one-frame white flash (``render_skim_clip`` makes others like it). Cuts on odd frames
+#: land on B-frames, which the skimming pass skips; the flash lies on an even frame, a
+#: P-frame, which it decodes.
 SKIM_CUTS = (61, 143, 187)
 SKIM_FLASH = 100
 SKIM_FRAMES = 240
 
 
-def render_skim_clip(path: Path, x264_params: str) -> Path:
-    width, height, fps = 640, 360, 60
+def render_skim_clip(path: Path, x264_params: str, fps: int = 60, pan: int = 1) -> Path:
+    """The clip above, at ``fps``, panning ``pan`` px a frame (0: the shots stand still)."""
+    width, height = 640, 360
     rng = np.random.default_rng(11)
     textures = [
         cv2.resize(
             rng.integers(0, 256, (6, 12, 3), dtype=np.uint8),
-            (width + SKIM_FRAMES, height),
+            (width + pan * SKIM_FRAMES, height),
             interpolation=cv2.INTER_LINEAR,
         )
         for _ in range(len(SKIM_CUTS) + 1)
@@ -413,7 +415,7 @@ def render_skim_clip(path: Path, x264_params: str) -> Path:
     assert encoder.stdin is not None
     for number in range(SKIM_FRAMES):
         shot = sum(number >= cut for cut in SKIM_CUTS)
-        frame = textures[shot][:, number : number + width]
+        frame = textures[shot][:, pan * number : pan * number + width]
         if number == SKIM_FLASH:
             frame = np.full_like(frame, 255)
         encoder.stdin.write(np.ascontiguousarray(frame).tobytes())
@@ -425,6 +427,9 @@ def render_skim_clip(path: Path, x264_params: str) -> Path:
 #: No scene-cut I-frames, a B-frame between every two reference frames, so that every
 #: other frame is skipped and cuts on odd frames follow a skipped frame.
 EVERY_OTHER_FRAME = "scenecut=0:bframes=1:b-adapt=0:keyint=120"
+#: The same with a key frame a second at 30 fps: decoding the frames before a cut
+#: again costs less than skipping saved.
+EVERY_OTHER_SHORT_GOP = "scenecut=0:bframes=1:b-adapt=0:keyint=30"
 
 
 def test_skimming_keeps_the_detectors_at_25_frames_a_second_or_more() -> None:
@@ -503,3 +508,73 @@ def test_refining_a_cut_finds_the_first_frame_of_the_new_shot(tmp_path: Path) ->
     with pytest.raises(VideoOpenFailure):
         refine_cut(str(broken), 60, 62)
     assert ActivityEnvironment().run(SceneActivities._refine_cut, str(broken), 60, 62) == 62
+
+
+def scene_pass_cuts_and_frames_seen(
+    workspaces: Workspaces, ref: WorkspaceRef, monkeypatch: pytest.MonkeyPatch, skip: bool
+) -> tuple[list[tuple[int, int]], int]:
+    """The scenes the pass finds in the workspace's media.mp4, and how many frames the
+    detectors were given."""
+    import activities.scenes as scenes
+
+    seen: list[int] = []
+    split = scenes.split_frame
+
+    def counted(frame, keep):  # type: ignore[no-untyped-def]
+        seen.append(frame.pts)
+        return split(frame, keep)
+
+    monkeypatch.setattr(scenes, "split_frame", counted)
+    result = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15, skip_nonreference=skip).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
+    )
+    monkeypatch.undo()
+    return [(s.start_frame, s.end_frame) for s in result.scenes], len(seen)
+
+
+def test_below_50_fps_frames_are_skipped_only_while_the_picture_stands_still(
+    workspaces: Workspaces, ref: WorkspaceRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shots that stand still, at 30 fps, with every cut on a skipped frame: the frames
+    before each cut are decoded again and handed over, so the cuts are the same, on
+    fewer frames. The flash in the middle of a shot stays no cut."""
+    render_skim_clip(workspaces.create(ref) / "media.mp4", EVERY_OTHER_SHORT_GOP, fps=30, pan=0)
+    every, every_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, False)
+    skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
+    bounds = [0, *SKIM_CUTS, SKIM_FRAMES]
+    assert every == list(pairwise(bounds))
+    assert skimmed == every
+    assert skimmed_count < 0.7 * every_count, (skimmed_count, every_count)
+
+
+def test_every_frame_around_a_change_reaches_the_detectors(tmp_path: Path) -> None:
+    clip = render_skim_clip(tmp_path / "still.mp4", EVERY_OTHER_SHORT_GOP, fps=30, pan=0)
+    decoding = DecodeAhead(PlanarStream(str(clip)), skip_while_still=True)
+    with decoding as frames:
+        numbers = [position.frame_num for position, _ in frames]
+    assert numbers == sorted(set(numbers))
+    assert decoding.skipped > SKIM_FRAMES // 3
+    for changed in (*SKIM_CUTS, SKIM_FLASH, SKIM_FLASH + 1):
+        assert changed - 1 in numbers and changed in numbers, changed
+    # What skipping left out, nothing else: every frame is either handed over or skipped.
+    assert len(numbers) + decoding.skipped == SKIM_FRAMES
+
+
+def test_below_50_fps_a_moving_picture_is_decoded_frame_by_frame(
+    workspaces: Workspaces, ref: WorkspaceRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Panning shots at 30 fps with three B-frames between reference frames: seen one
+    frame in four, a cut into a moving shot can hide (docs/benchmarks.md). Here the
+    picture moves from the first frames on, so (almost) nothing is skipped and the cuts
+    are those of the pass that decodes every frame."""
+    render_skim_clip(
+        workspaces.create(ref) / "media.mp4",
+        "scenecut=0:bframes=3:b-pyramid=none:b-adapt=0:keyint=120",
+        fps=30,
+        pan=3,
+    )
+    every, every_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, False)
+    skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
+    assert skimmed == every
+    assert skimmed_count >= every_count - 4
