@@ -485,6 +485,8 @@ class DecodeAhead:
         skipping = False
         # Where skipping last stopped: frame threads may still skip a few frames after.
         stopped_at = -(2**31)
+        # Whether the second reader failed: skipping then stops for good.
+        unreadable = False
         try:
             while video.read(decode=False):
                 frame = video.decoded
@@ -509,17 +511,23 @@ class DecodeAhead:
                     # Frames missing for no skip of ours: a variable frame rate.
                     gap = gap if skipping or number - stopped_at <= 16 else 0
                     if moved and gap > 0 and last is not None:
-                        again = again or PlanarStream(video.path)
-                        read_before = again.frames_read
-                        refilled = again.frames_from(last + 1, number)
-                        self.decoded_again += again.frames_read - read_before
+                        refilled: list[tuple[FrameTimecode, av.VideoFrame]] = []
+                        try:
+                            again = again or PlanarStream(video.path)
+                            read_before = again.frames_read
+                            refilled = again.frames_from(last + 1, number)
+                            self.decoded_again += again.frames_read - read_before
+                        except (VideoOpenFailure, OSError, av.error.FFmpegError):  # type: ignore[attr-defined]
+                            # The frames stay skipped, as at 50 fps and more: a cut
+                            # among them is placed by refine_cut, or stays late.
+                            unreadable = True
                         for item in refilled:
                             if not self._put(item):
                                 return
                         gap -= len(refilled)
                     self.skipped += gap
                     still_run = 0 if moved else still_run + 1
-                    if self.decoded_again > self.skipped:
+                    if unreadable or self.decoded_again > self.skipped:
                         self._while_still = False
                         self.skipping_stopped_at = number
                         still_run = 0

@@ -578,3 +578,22 @@ def test_below_50_fps_a_moving_picture_is_decoded_frame_by_frame(
     skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
     assert skimmed == every
     assert skimmed_count >= every_count - 4
+
+
+def test_when_the_frames_skipped_cannot_be_read_again_skipping_stops(tmp_path: Path) -> None:
+    """The second reader fails (here: the file is gone by its name). The pass goes on,
+    decoding every frame from the first change on."""
+    clip = render_skim_clip(tmp_path / "still.mp4", EVERY_OTHER_SHORT_GOP, fps=30, pan=0)
+
+    class Unreopenable(PlanarStream):
+        @property
+        def path(self) -> str:
+            return str(tmp_path / "gone.mp4")
+
+    decoding = DecodeAhead(Unreopenable(str(clip)), skip_while_still=True)
+    with decoding as frames:
+        numbers = [position.frame_num for position, _ in frames]
+    stop = decoding.skipping_stopped_at
+    assert stop is not None and SKIM_CUTS[0] <= stop <= SKIM_CUTS[0] + 1
+    assert numbers[numbers.index(stop) :] == list(range(stop, SKIM_FRAMES))
+    assert decoding.skipped > 0
