@@ -18,6 +18,11 @@ every full-size frame to colour (what OpenCV's reader does) cost more than decod
 it: 2.2 of 5.6 CPU seconds for a 60 s 1080p clip. Decoding runs on a thread of its own
 (``DecodeAhead``), a few frames ahead of the thread that scales frames down and runs the
 detectors, so the two overlap whenever a CPU is free.
+
+Frames no other frame is predicted from may be left out (``skip_nonreference``): below
+50 fps only while the picture stands still, the frames skipped before it moves being
+decoded again by a second reader; at 50 fps and more one frame in two. A cut found
+right after skipped frames is placed by decoding them again (``refine_cut``).
 """
 
 from __future__ import annotations
