@@ -3,6 +3,8 @@ cancel a cancel."""
 
 from __future__ import annotations
 
+import contextvars
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -77,3 +79,47 @@ def resumed(stage: Stage) -> ActivityProgress | None:
     except ValueError:
         return None
     return progress if progress.stage == stage else None
+
+
+#: Seconds between the heartbeats ``KeepAlive`` sends on its own.
+KEEP_ALIVE_SECONDS = 1.0
+
+
+class KeepAlive:
+    """For a step that reports progress only now and then (a Whisper window can take
+    seconds on a busy machine, and its VAD pass runs over the whole file before the
+    first segment): while the block runs, a thread of its own heartbeats the last
+    progress ``report``ed through it every ``KEEP_ALIVE_SECONDS``. A short heartbeat
+    timeout then tells a dead worker from a slow step. It stops with the block, and
+    with the process, so a worker that is gone still stops heartbeating."""
+
+    def __init__(self) -> None:
+        self._last: ActivityProgress | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        # The activity's context, so that the SDK knows whose heartbeat it is.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._beat,), name="keep-alive", daemon=True
+        )
+
+    def __enter__(self) -> KeepAlive:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, progress: ActivityProgress) -> None:
+        """``report`` it, and keep it to heartbeat again."""
+        with self._lock:
+            self._last = progress
+        report(progress)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(KEEP_ALIVE_SECONDS):
+            with self._lock:
+                last = self._last
+            if last is not None:
+                activity.heartbeat(last)

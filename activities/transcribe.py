@@ -15,9 +15,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heap import HEAP
 from activities.progress import (
+    KeepAlive,
     cancellation_wins,
     log,
-    report,
     reraise_if_cancelled,
     resumed,
 )
@@ -141,10 +141,10 @@ class TranscribeActivities:
     @activity.defn(name="transcribe_audio")
     def transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
         """See ``_transcribe_audio``; a cancel always ends it as a cancellation."""
-        with HEAP.stage(), cancellation_wins():
-            return self._transcribe_audio(input)
+        with HEAP.stage(), cancellation_wins(), KeepAlive() as keep_alive:
+            return self._transcribe_audio(input, keep_alive)
 
-    def _transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
+    def _transcribe_audio(self, input: TranscribeInput, keep_alive: KeepAlive) -> TranscribeResult:
         """Transcribe the media's audio track. Side effect: writes transcript.jsonl."""
         model_name, _ = self._models.resolve(input.model)
         if not input.has_audio:
@@ -156,6 +156,7 @@ class TranscribeActivities:
 
         media = self._workspaces.file(input.workspace, input.media_file)
         jsonl = self._workspaces.file(input.workspace, SEGMENTS_FILE)
+        report = keep_alive.report
         report(ActivityProgress(stage=Stage.TRANSCRIBE, unit="s"))
         _, model = self._models.get(input.model)
 

@@ -43,7 +43,10 @@ def test_transcribe_heartbeats_per_segment_with_progress(
     transcript = result.transcript
     assert jiwer.wer(norm(SPEECH_TEXT), norm(transcript.text)) <= SAMPLE_WER_BOUND, transcript.text
     segment_beats = [b for b in env.heartbeats if b.done > 0]
-    assert [b.done for b in segment_beats] == list(range(1, len(transcript.segments) + 1))
+    # One per segment, in order; the keep-alive may send the last one again meanwhile.
+    done = [b.done for b in segment_beats]
+    assert done == sorted(done)
+    assert sorted(set(done)) == list(range(1, len(transcript.segments) + 1))
     assert all(0 < b.fraction <= 1 for b in segment_beats)
     assert segment_beats[-1].resume["offset_s"] == transcript.segments[-1].words[-1].end_s
     # Every segment is on disk, for a retry to pick up.
