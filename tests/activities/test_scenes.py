@@ -444,29 +444,9 @@ def test_at_60_fps_the_scene_pass_skips_every_other_frame_and_finds_the_same_cut
 ) -> None:
     """The cuts follow a skipped frame and are placed on their own frame by decoding
     that stretch again; the flash, seen without the frame before it, is still no cut."""
-    import activities.scenes as scenes
-
     render_skim_clip(workspaces.create(ref) / "media.mp4", EVERY_OTHER_FRAME)
-    seen: list[int] = []
-    split = scenes.split_frame
-
-    def counted(frame, keep):  # type: ignore[no-untyped-def]
-        seen.append(frame.pts)
-        return split(frame, keep)
-
-    monkeypatch.setattr(scenes, "split_frame", counted)
-
-    def scene_pass(skip: bool) -> tuple[list[tuple[int, int]], int]:
-        seen.clear()
-        result = RecordingEnvironment().run(
-            SceneActivities(workspaces, 27.0, 15, skip_nonreference=skip).detect_scenes,
-            DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
-        )
-        assert result.keyframes is not None and len(result.keyframes) == len(result.scenes)
-        return [(s.start_frame, s.end_frame) for s in result.scenes], len(seen)
-
-    every, every_count = scene_pass(skip=False)
-    skimmed, skimmed_count = scene_pass(skip=True)
+    every, every_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, False)
+    skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
     bounds = [0, *SKIM_CUTS, SKIM_FRAMES]
     assert every == list(pairwise(bounds))
     assert skimmed == every
@@ -530,6 +510,7 @@ def scene_pass_cuts_and_frames_seen(
         DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
     )
     monkeypatch.undo()
+    assert result.keyframes is not None and len(result.keyframes) == len(result.scenes)
     return [(s.start_frame, s.end_frame) for s in result.scenes], len(seen)
 
 
