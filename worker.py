@@ -145,6 +145,7 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
             settings.scene_decode_threads,
             spare_cpus=settings.cpus_beside_transcription,
             skip_nonreference=settings.scene_skip_nonreference_frames,
+            skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr).ocr_keyframes,

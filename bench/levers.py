@@ -238,6 +238,7 @@ def main() -> None:
             settings.scene_detector,
             decode_threads,
             skip_nonreference=settings.scene_skip_nonreference_frames,
+            skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
         ).detect_scenes
 
     scenes_activity = scene_pass(settings.scene_decode_threads)

@@ -148,6 +148,7 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         settings.scene_decode_threads,
         spare_cpus=settings.cpus_beside_transcription,
         skip_nonreference=settings.scene_skip_nonreference_frames,
+        skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
     ).detect_scenes
     ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
 

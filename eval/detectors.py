@@ -24,6 +24,7 @@ from eval.clips import build_set, render, truth_of
 from eval.metrics import CutScore, score_cuts
 from eval.run import DEFAULT_CACHE
 from eval.systems import SystemOut
+from reelscope.settings import Settings
 
 VARIANTS: dict[str, tuple[Callable[[], SceneDetector], bool]] = {
     "ContentDetector(27), PySceneDetect's default": (lambda: ContentDetector(), False),
@@ -36,7 +37,7 @@ VARIANTS: dict[str, tuple[Callable[[], SceneDetector], bool]] = {
 
 def cuts_of(media: Path, make: Callable[[], SceneDetector], transient_filter: bool) -> list[float]:
     # The scene pass's own reader, so the variants see the frames Reelscope sees.
-    video = PlanarStream(str(media))
+    video = PlanarStream(str(media), Settings().scene_skip_b_frame_deblocking)
     fps = float(video.frame_rate)
     manager = SceneManager()
     manager.auto_downscale = True

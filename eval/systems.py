@@ -85,6 +85,7 @@ class Reelscope:
                     s.scene_detector,
                     s.scene_decode_threads,
                     skip_nonreference=s.scene_skip_nonreference_frames,
+                    skip_b_deblocking=s.scene_skip_b_frame_deblocking,
                 ).detect_scenes,
                 # The stages run one after another here, so nothing runs beside it.
                 DetectScenesInput(

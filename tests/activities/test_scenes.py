@@ -487,7 +487,8 @@ def test_refining_a_cut_finds_the_first_frame_of_the_new_shot(tmp_path: Path) ->
     broken.write_bytes(Path(clip).read_bytes()[:2000])
     with pytest.raises(VideoOpenFailure):
         refine_cut(str(broken), 60, 62)
-    assert ActivityEnvironment().run(SceneActivities._refine_cut, str(broken), 60, 62) == 62
+    refine = SceneActivities(Workspaces(tmp_path), 27.0, 15)._refine_cut
+    assert ActivityEnvironment().run(refine, str(broken), 60, 62) == 62
 
 
 def scene_pass_cuts_and_frames_seen(
@@ -578,3 +579,72 @@ def test_when_the_frames_skipped_cannot_be_read_again_skipping_stops(tmp_path: P
     assert stop is not None and SKIM_CUTS[0] <= stop <= SKIM_CUTS[0] + 1
     assert numbers[numbers.index(stop) :] == list(range(stop, SKIM_FRAMES))
     assert decoding.skipped > 0
+
+
+#: A B-frame between every two reference frames, none of them referenced.
+ONE_B_FRAME = "scenecut=0:bframes=1:b-adapt=0:b-pyramid=none:keyint=120"
+
+
+def decoded_planes(path: Path, skip_b_deblocking: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Each frame's picture type, luma plane and the picture the detectors get."""
+    from av.video.frame import PictureType
+
+    from activities.scenes import split_frame
+
+    video = PlanarStream(str(path), skip_b_deblocking)
+    frames = []
+    while video.read(decode=False):
+        frame = video.decoded
+        assert frame is not None
+        luma = frame.to_ndarray(format="gray")
+        kind = PictureType(frame.pict_type).name
+        frames.append((kind, luma, split_frame(frame, keep=False)[0]))
+    video.close()
+    return frames
+
+
+def test_b_frames_decoded_without_deblocking_differ_little_and_nothing_else_does(
+    tmp_path: Path,
+) -> None:
+    """Panning shots at 30 fps: the reference frames decode exactly as before; the
+    B-frames differ (the option reached FFmpeg), by far less than a cut changes the
+    picture the detectors get."""
+    clip = render_skim_clip(tmp_path / "b.mp4", ONE_B_FRAME, fps=30, pan=3)
+    filtered = decoded_planes(clip, False)
+    unfiltered = decoded_planes(clip, True)
+    assert len(unfiltered) == len(filtered) == SKIM_FRAMES
+    b_frames_changed = 0
+    for (kind, luma, small), (kind_again, luma_again, small_again) in zip(
+        filtered, unfiltered, strict=True
+    ):
+        assert kind == kind_again
+        if kind != "B":
+            assert np.array_equal(luma, luma_again)
+            continue
+        b_frames_changed += not np.array_equal(luma, luma_again)
+        assert np.abs(small.astype(np.int16) - small_again).mean() < 1.0
+    assert b_frames_changed > SKIM_FRAMES // 4
+    # What a cut does to the detectors' picture, for scale.
+    before, after = filtered[SKIM_CUTS[0] - 1][2], filtered[SKIM_CUTS[0]][2]
+    assert np.abs(before.astype(np.int16) - after).mean() > 10.0
+
+
+def test_the_scene_pass_finds_the_same_cuts_and_key_frames_without_b_frame_deblocking(
+    workspaces: Workspaces, ref: WorkspaceRef
+) -> None:
+    render_skim_clip(workspaces.create(ref) / "media.mp4", ONE_B_FRAME, fps=30, pan=3)
+
+    def scene_pass(skip: bool) -> tuple[list[tuple[int, int]], list[int]]:
+        result = RecordingEnvironment().run(
+            SceneActivities(workspaces, 27.0, 15, skip_b_deblocking=skip).detect_scenes,
+            DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
+        )
+        assert result.keyframes is not None
+        return (
+            [(s.start_frame, s.end_frame) for s in result.scenes],
+            [k.keyframe.frame for k in result.keyframes],
+        )
+
+    every = scene_pass(False)
+    assert every[0] == list(pairwise([0, *SKIM_CUTS, SKIM_FRAMES]))
+    assert scene_pass(True) == every
