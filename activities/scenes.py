@@ -95,12 +95,16 @@ STILL_FRAMES = 4
 
 #: FFmpeg's ``skip_loop_filter`` in the scene pass when it skips B-frames' deblocking:
 #: "bidir" leaves the filter out on B-frames only. Decoding a filmed 60 s 720p H.264
-#: clip (4 Mbit/s, B-frames) on one thread took 3.6 CPU-s instead of 5.3; its frames,
-#: scaled down as the detectors see them, differed by at most 0.34 of 255 on average.
-#: "all" saved a little more (3.2) but spreads the difference to every frame predicted
-#: from an unfiltered one until the next key frame: up to 7.8 of 255 there, which
-#: vanishes at a key frame like a cut would (docs/benchmarks.md).
+#: clip (4 Mbit/s, B-frames) on one thread took 4.2-4.7 CPU-s instead of 5.0-5.6; its
+#: frames, scaled down as the detectors see them, differed by at most 0.34 of 255 on
+#: average. "all" saved a little more (4.0-4.1) but spreads the difference to every
+#: frame predicted from an unfiltered one until the next key frame: up to 7.8 of 255
+#: there, which vanishes at a key frame like a cut would (docs/benchmarks.md).
 SKIP_LOOP_FILTER = "bidir"
+#: ... for these decoders only. HEVC encoders predict many frames from B-frames: a
+#: 20 s x265 copy of the same clip decoded only 7 % faster, and its detectors' pictures
+#: differed by up to 1.08 of 255.
+SKIP_LOOP_FILTER_CODECS = frozenset({"h264"})
 
 
 def skim_step(fps: float) -> int:
@@ -291,17 +295,17 @@ class PlanarStream(VideoStreamAv):
     scene pass itself reads through ``DecodeAhead`` and ``split_frame``."""
 
     def __init__(self, path: str, skip_b_deblocking: bool = False) -> None:
-        """``skip_b_deblocking``: B-frames are decoded without FFmpeg's deblocking
-        (loop) filter, which costs a large part of decoding H.264 and HEVC. Their
-        pictures then differ slightly from the encoder's, by too little to change what
-        the detectors see; few other frames are predicted from them, so the difference
-        does not spread (``SKIP_LOOP_FILTER``)."""
+        """``skip_b_deblocking``: an H.264 stream's B-frames are decoded without the
+        deblocking (loop) filter, a sizeable part of decoding it. Their pictures then
+        differ slightly from the encoder's, by too little to change what the detectors
+        see; few other frames are predicted from them, so the difference does not
+        spread (``SKIP_LOOP_FILTER``). Other codecs decode as they are."""
         # Frame threading as PySceneDetect sets it up (its end-of-file check included),
         # with one thread until ``decode_on`` says otherwise.
         super().__init__(path, threading_mode="AUTO")
         self._video_stream.thread_count = 1
         self.skip_b_deblocking = skip_b_deblocking
-        if skip_b_deblocking:
+        if skip_b_deblocking and self._codec_context.name in SKIP_LOOP_FILTER_CODECS:
             # Read when the codec opens, on the first frame decoded.
             self._codec_context.options = {
                 **self._codec_context.options,

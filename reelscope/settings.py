@@ -176,9 +176,9 @@ class Settings(BaseSettings):
 
     scene_skip_b_frame_deblocking: bool = Field(
         True,
-        description="The scene pass decodes B-frames without the deblocking filter "
-        "(FFmpeg's skip_loop_filter=bidir), a large part of decoding H.264 and HEVC: "
-        "a filmed 720p clip at 4 Mbit/s decoded in 3.6 CPU-s instead of 5.3. Their "
+        description="The scene pass decodes an H.264 stream's B-frames without the "
+        "deblocking filter (FFmpeg's skip_loop_filter=bidir), a sizeable part of decoding: "
+        "a filmed 720p clip at 4 Mbit/s decoded in 4.2-4.7 CPU-s instead of 5.0-5.6. Their "
         "pictures differ from the encoder's by too little to change the cuts; key "
         "frames taken from B-frames are slightly blockier (docs/benchmarks.md). false: "
         "every frame is filtered.",
