@@ -305,7 +305,11 @@ class PlanarStream(VideoStreamAv):
         super().__init__(path, threading_mode="AUTO")
         self._video_stream.thread_count = 1
         self.skip_b_deblocking = skip_b_deblocking
-        if skip_b_deblocking and self._codec_context.name in SKIP_LOOP_FILTER_CODECS:
+        #: Whether this stream's B-frames are decoded without the filter.
+        self.skips_b_deblocking = (
+            skip_b_deblocking and self._codec_context.name in SKIP_LOOP_FILTER_CODECS
+        )
+        if self.skips_b_deblocking:
             # Read when the codec opens, on the first frame decoded.
             self._codec_context.options = {
                 **self._codec_context.options,
@@ -942,6 +946,7 @@ class SceneActivities:
             frames_skipped=decoding.skipped if while_still else None,
             frames_decoded_again=decoding.decoded_again if while_still else None,
             skipping_stopped_at=decoding.skipping_stopped_at,
+            b_frames_deblocked=not video.skips_b_deblocking,
             transients_dropped=detector.dropped,
             keyframes=None if keyframes is None else len(keyframes),
         )

@@ -592,6 +592,7 @@ def decoded_planes(path: Path, skip_b_deblocking: bool) -> list[tuple[str, np.nd
     from activities.scenes import split_frame
 
     video = PlanarStream(str(path), skip_b_deblocking)
+    assert video.skips_b_deblocking == skip_b_deblocking
     frames = []
     while video.read(decode=False):
         frame = video.decoded
@@ -648,3 +649,21 @@ def test_the_scene_pass_finds_the_same_cuts_and_key_frames_without_b_frame_deblo
     every = scene_pass(False)
     assert every[0] == list(pairwise([0, *SKIM_CUTS, SKIM_FRAMES]))
     assert scene_pass(True) == every
+
+
+def test_other_codecs_keep_deblocking_every_frame(tmp_path: Path) -> None:
+    """HEVC encoders predict many frames from B-frames, so only H.264 skips it."""
+    clip = tmp_path / "hevc.mp4"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error",
+            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30:duration=1",
+            "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
+            "-pix_fmt", "yuv420p", str(clip),
+        ],
+        check=True,
+    )  # fmt: skip
+    video = PlanarStream(str(clip), skip_b_deblocking=True)
+    assert not video.skips_b_deblocking
+    assert video.read(decode=False)
+    video.close()
