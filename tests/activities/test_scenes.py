@@ -445,11 +445,7 @@ def test_at_60_fps_the_scene_pass_skips_every_other_frame_and_finds_the_same_cut
     """The cuts follow a skipped frame and are placed on their own frame by decoding
     that stretch again; the flash, seen without the frame before it, is still no cut."""
     render_skim_clip(workspaces.create(ref) / "media.mp4", EVERY_OTHER_FRAME)
-    every, every_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, False)
-    skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
-    bounds = [0, *SKIM_CUTS, SKIM_FRAMES]
-    assert every == list(pairwise(bounds))
-    assert skimmed == every
+    skimmed_count, every_count = same_cuts_with_and_without_skipping(workspaces, ref, monkeypatch)
     # The detectors saw about half the frames (refine_cut's are not counted there: it
     # scales its own frames through the same function, a handful per cut).
     assert skimmed_count < 0.6 * every_count, (skimmed_count, every_count)
@@ -515,6 +511,18 @@ def scene_pass_cuts_and_frames_seen(
     return [(s.start_frame, s.end_frame) for s in result.scenes], len(seen)
 
 
+def same_cuts_with_and_without_skipping(
+    workspaces: Workspaces, ref: WorkspaceRef, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, int]:
+    """Asserts that the pass finds the skim clip's cuts with every frame decoded, and
+    the same with skipping; returns the frames the detectors saw skipping and not."""
+    every, every_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, False)
+    skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
+    assert every == list(pairwise([0, *SKIM_CUTS, SKIM_FRAMES]))
+    assert skimmed == every
+    return skimmed_count, every_count
+
+
 def test_below_50_fps_frames_are_skipped_only_while_the_picture_stands_still(
     workspaces: Workspaces, ref: WorkspaceRef, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -522,11 +530,7 @@ def test_below_50_fps_frames_are_skipped_only_while_the_picture_stands_still(
     before each cut are decoded again and handed over, so the cuts are the same, on
     fewer frames. The flash in the middle of a shot stays no cut."""
     render_skim_clip(workspaces.create(ref) / "media.mp4", EVERY_OTHER_SHORT_GOP, fps=30, pan=0)
-    every, every_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, False)
-    skimmed, skimmed_count = scene_pass_cuts_and_frames_seen(workspaces, ref, monkeypatch, True)
-    bounds = [0, *SKIM_CUTS, SKIM_FRAMES]
-    assert every == list(pairwise(bounds))
-    assert skimmed == every
+    skimmed_count, every_count = same_cuts_with_and_without_skipping(workspaces, ref, monkeypatch)
     assert skimmed_count < 0.7 * every_count, (skimmed_count, every_count)
 
 
