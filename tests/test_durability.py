@@ -99,13 +99,20 @@ class WorkerProcess:
 
 
 async def wait_for_stage(
-    api: httpx.AsyncClient, job_id: str, ready: Callable[[dict[str, Any]], bool], what: str
+    api: httpx.AsyncClient,
+    job_id: str,
+    ready: Callable[[dict[str, Any]], bool],
+    what: str,
+    item_index: int | None = None,
 ) -> None:
+    """Poll until a stage (of item ``item_index``, or of any item) satisfies ``ready``."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         status = (await api.get(f"/v1/jobs/{job_id}")).json()
         assert status["state"] == "running", f"job ended before {what}: {status}"
         for item in status["items"]:
+            if item_index is not None and item["index"] != item_index:
+                continue
             for stage in item.get("stages", []):
                 if ready(stage):
                     return

@@ -96,6 +96,10 @@ async def test_two_workers_with_separate_disks_survive_losing_the_one_holding_an
 ) -> None:
     api_settings = s3_settings(settings, s3_endpoint, tmp_path / "api")
     api_settings.heartbeat_timeout_s = 5.0
+    # Progress reaches the server every 0.5 s: with the default 2 s, the long clip's
+    # transcription (a few seconds) could end between two heartbeats and never be seen
+    # under way, which failed CI once.
+    api_settings.heartbeat_throttle_s = 0.5
     # A pinned stage nobody takes for 5 s asks whether its worker is still there.
     api_settings.pinned_schedule_to_start_s = 5.0
     metrics_ports = [free_port(), free_port()]
@@ -120,6 +124,7 @@ async def test_two_workers_with_separate_disks_survive_losing_the_one_holding_an
                 job_id,
                 lambda s: s["stage"] == "transcribe" and 0 < s["progress"] < 0.8,
                 "transcription of the long clip under way",
+                item_index=0,
             )
             lost = holder(workers, job_id, 0)
             survivor = next(w for w in workers if w is not lost)
