@@ -64,6 +64,7 @@ from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, bundled_whisper_path
 from activities.workspace import Workspaces
 from bench.local_stack import LocalStack
+from bench.machine import describe
 from eval.systems import default_paddleocr
 from models.pipeline import (
     DetectScenesInput,
@@ -492,7 +493,7 @@ async def main() -> None:
         await stack.__aexit__(None, None, None)
         server.shutdown()
 
-    print(f"\n{os.cpu_count()} CPUs, median of {args.runs} runs, seconds\n")
+    print(f"\n{describe()}; median of {args.runs} runs, seconds\n")
     print(
         "| clip | (a) Reelscope via API | (b) floor: max(ASR, vision) | ASR alone | "
         "vision alone | ASR beside vision, one process | (c) naive script | a/b | a/c |"

@@ -23,6 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.local_stack import LocalStack
+from bench.machine import describe
 from reelscope.cli import serve_folder
 from reelscope.sample import make_sample
 
@@ -71,7 +72,7 @@ async def main() -> None:
             server.shutdown()
     by_n = {n: (rss, fds, threads) for n, rss, fds, threads in rows}
     first, last = by_n[5], by_n[args.videos]
-    print()
+    print(f"\n{describe()}\n")
     print("| after video | RSS MiB | open fds | threads |")
     print("| --- | --- | --- | --- |")
     for n, rss, fds, threads in rows:

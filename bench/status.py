@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
@@ -24,6 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.local_stack import LocalStack
+from bench.machine import describe
 from reelscope.cli import serve_folder
 from reelscope.sample import make_sample
 from reelscope.stack import DEV_SERVER_PRAGMAS
@@ -94,7 +94,7 @@ async def main() -> None:
     finally:
         server.shutdown()
     print(
-        f"\nGET /v1/jobs/{{id}}, {args.jobs} jobs in flight, {os.cpu_count()} CPUs, "
+        f"\n{describe()}\nGET /v1/jobs/{{id}}, {args.jobs} jobs in flight, "
         f"sequential requests, API in its own process, dev server SQLite pragmas: "
         f"{', '.join(pragmas) or 'its defaults'}\n"
     )

@@ -24,6 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.local_stack import LocalStack
+from bench.machine import describe
 from reelscope.cli import serve_folder
 from reelscope.sample import make_sample
 
@@ -64,6 +65,7 @@ async def main() -> None:
         make_sample(Path(media) / "sample.mp4")
         server, media_url = serve_folder(Path(media))
         try:
+            print(f"{describe()}\n")
             print("| worker processes | concurrency each | jobs | seconds | jobs/min |")
             print("| --- | --- | --- | --- | --- |")
             for workers, concurrency in ((1, 4), (2, 4), (1, 1), (1, 2)):

@@ -33,6 +33,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.local_stack import LocalStack
+from bench.machine import describe
 from bench.pipeline import SIZES, reelscope_run
 from reelscope.cli import serve_folder
 from reelscope.sample import SampleSpec, make_sample
@@ -98,7 +99,7 @@ async def main() -> None:
             server.shutdown()
 
     clip = args.media.name if args.media is not None else args.size
-    print(f"\n{clip}, {args.rounds} rounds × {args.jobs} jobs per config, medians\n")
+    print(f"\n{describe()}\n{clip}, {args.rounds} rounds × {args.jobs} jobs per config, medians\n")
     print("| config | submit → result | worker CPU-s per job | scenes | transcription | OCR |")
     print("| --- | --- | --- | --- | --- | --- |")
     for text, results in zip(args.config, runs, strict=True):
