@@ -191,15 +191,58 @@ class TransientFilter(SceneDetector):
         return self.inner.get_metrics()
 
 
+#: 4:2:0 pixel formats whose frames are used plane by plane, and their bits per sample.
+#: Phones record 8-bit video in full range (``yuvj420p``, FFmpeg's older name for it, or
+#: ``yuv420p`` flagged full range) and HDR video in 10 bits. Any other format goes
+#: through FFmpeg's own conversion to BGR at full size: 3.1 ms a 720p frame for 10-bit
+#: against 5.8 ms to decode it, 0.57 ms for full-range 8-bit (docs/benchmarks.md).
+PLANAR_420 = {"yuv420p": 8, "yuvj420p": 8, "yuv420p10le": 10}
+#: Full-range samples brought to the limited range that OpenCV's BT.601 conversion
+#: expects: luma 0-255 to 16-235, colour 0-255 to 16-240 around 128. Converting the
+#: result is the full-range (JPEG) conversion FFmpeg applies, to within a level.
+LUMA_TO_LIMITED = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+CHROMA_TO_LIMITED = np.round(128 + (np.arange(256) - 128) * 224 / 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a frame's 4:2:0 planes store their samples."""
+
+    bits: int = 8
+    full_range: bool = False
+
+    def limited_8bit(self, plane: np.ndarray, chroma: bool) -> np.ndarray:
+        """``plane`` as 8-bit limited-range samples, as OpenCV's conversion takes them."""
+        if self.bits > 8:
+            # Rounds to the nearest 8-bit level.
+            plane = cv2.convertScaleAbs(plane, alpha=1 / (1 << (self.bits - 8)))
+        if self.full_range:
+            plane = cv2.LUT(plane, CHROMA_TO_LIMITED if chroma else LUMA_TO_LIMITED)
+        return plane
+
+    def to_bgr(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """BGR from 4:2:0 planes (BT.601, as OpenCV's reader converts)."""
+        width = y.shape[1]
+        i420 = np.concatenate(
+            [
+                self.limited_8bit(y, chroma=False),
+                self.limited_8bit(u, chroma=True).reshape(-1, width),
+                self.limited_8bit(v, chroma=True).reshape(-1, width),
+            ]
+        )
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+
+
 @dataclass(frozen=True)
 class Picture:
-    """A full-size frame as decoded: its I420 planes, or BGR for other pixel formats.
+    """A full-size frame as decoded: its 4:2:0 planes, or BGR for other pixel formats.
     Colour conversion and the display rotation wait for ``bgr``, which only the frames
     written as key frames need."""
 
     planes: tuple[np.ndarray, ...]
     #: Counter-clockwise quarter turns that show the frame upright (as ``np.rot90``).
     turns: int = 0
+    sampling: Sampling = Sampling()
 
     @classmethod
     def of_bgr(cls, image: np.ndarray, turns: int = 0) -> Picture:
@@ -210,28 +253,47 @@ class Picture:
         return sum(plane.nbytes for plane in self.planes)
 
     def grey(self) -> np.ndarray:
-        """Brightness: the luma plane as it is, or BGR made grey."""
+        """Brightness: the luma plane (in 8 bits), or BGR made grey."""
         if len(self.planes) == 3:
-            return self.planes[0]
+            return Sampling(self.sampling.bits).limited_8bit(self.planes[0], chroma=False)
         return cv2.cvtColor(self.planes[0], cv2.COLOR_BGR2GRAY)
 
     def bgr(self) -> np.ndarray:
         """The frame in BGR, turned upright."""
-        if len(self.planes) == 3:
-            y, u, v = self.planes
-            width = y.shape[1]
-            i420 = np.concatenate([y, u.reshape(-1, width), v.reshape(-1, width)])
-            image = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-        else:
-            image = self.planes[0]
+        image = self.sampling.to_bgr(*self.planes) if len(self.planes) == 3 else self.planes[0]
         return np.ascontiguousarray(np.rot90(image, self.turns)) if self.turns else image
 
 
 def _plane(frame: av.VideoFrame, index: int, height: int, width: int) -> np.ndarray:
-    """A view of one plane of ``frame``, without the decoder's row padding."""
+    """A view of one plane of ``frame``, without the decoder's row padding: 8-bit
+    samples, or 16-bit ones for formats of more bits."""
     plane = frame.planes[index]
-    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+    wide = PLANAR_420.get(frame.format.name, 8) > 8
+    dtype = np.dtype("<u2") if wide else np.dtype(np.uint8)
+    rows = np.frombuffer(memoryview(plane), dtype).reshape(-1, plane.line_size // dtype.itemsize)
     return rows[:height, :width]
+
+
+def _planes_420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Views of the frame's three planes, or None where it is not in a ``PLANAR_420``
+    format or its size does not halve evenly (I420 at the detectors' size needs an even
+    width and a height divisible by 4)."""
+    width, height = frame.width, frame.height
+    if frame.format.name not in PLANAR_420 or width % 2 or height % 4:
+        return None
+    return (
+        _plane(frame, 0, height, width),
+        _plane(frame, 1, height // 2, width // 2),
+        _plane(frame, 2, height // 2, width // 2),
+    )
+
+
+def _sampling(frame: av.VideoFrame) -> Sampling:
+    return Sampling(
+        bits=PLANAR_420.get(frame.format.name, 8),
+        # 2 is FFmpeg's AVCOL_RANGE_JPEG; the J format is full range whatever it says.
+        full_range=frame.color_range == 2 or frame.format.name == "yuvj420p",
+    )
 
 
 def _quarter_turns(frame: av.VideoFrame) -> int:
@@ -253,32 +315,20 @@ def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture |
     """The frame for the detectors (BGR at ``detector_size``, turned upright), and, if
     ``keep``, the full-size ``Picture``.
 
-    8-bit 4:2:0 in limited range, the usual case, is scaled plane by plane and converted
-    at the small size (the same BT.601 conversion OpenCV's reader applies). Every other
-    pixel format goes through FFmpeg's own conversion to BGR at full size."""
+    4:2:0 in a ``PLANAR_420`` format, the usual case, is scaled plane by plane and
+    converted at the small size (the same BT.601 conversion OpenCV's reader applies;
+    10-bit samples rounded to 8, full range brought to limited first). Every other pixel
+    format goes through FFmpeg's own conversion to BGR at full size."""
     width, height = frame.width, frame.height
     turns = _quarter_turns(frame)
     small = detector_size(width, height, turns)
-    if (
-        frame.format.name == "yuv420p"
-        and frame.color_range != 2
-        and width % 2 == 0
-        and height % 4 == 0
-    ):
-        y = _plane(frame, 0, height, width)
-        u = _plane(frame, 1, height // 2, width // 2)
-        v = _plane(frame, 2, height // 2, width // 2)
-        sw, sh = small
-        chroma = (sw // 2, sh // 2)
-        i420 = np.concatenate(
-            [
-                cv2.resize(y, small),
-                cv2.resize(u, chroma).reshape(-1, sw),
-                cv2.resize(v, chroma).reshape(-1, sw),
-            ]
-        )
-        image = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
-        kept = Picture((y.copy(), u.copy(), v.copy()), turns) if keep else None
+    planes = _planes_420(frame)
+    if planes is not None:
+        y, u, v = planes
+        sampling = _sampling(frame)
+        chroma = (small[0] // 2, small[1] // 2)
+        image = sampling.to_bgr(cv2.resize(y, small), cv2.resize(u, chroma), cv2.resize(v, chroma))
+        kept = Picture((y.copy(), u.copy(), v.copy()), turns, sampling) if keep else None
     else:
         full = frame.to_ndarray(format="bgr24")
         image = cv2.resize(full, small)
@@ -301,8 +351,14 @@ class PlanarStream(VideoStreamAv):
         see; few other frames are predicted from them, so the difference does not
         spread (``SKIP_LOOP_FILTER``). Other codecs decode as they are."""
         # Frame threading as PySceneDetect sets it up (its end-of-file check included),
-        # with one thread until ``decode_on`` says otherwise.
-        super().__init__(path, threading_mode="AUTO")
+        # with one thread until ``decode_on`` says otherwise. ``suppress_output`` keeps
+        # PyAV's own handler of FFmpeg's messages, which drops them. Without it
+        # PySceneDetect hands them to FFmpeg's, which prints each to the worker's stderr
+        # from then on, for every video: one line a frame for some files (a full-range
+        # 4:2:2 video: "deprecated pixel format used"), raw text amid the worker's JSON
+        # logs. PyAV's handler takes no GIL, so it cannot deadlock with frame threading,
+        # which is what PySceneDetect warns of.
+        super().__init__(path, threading_mode="AUTO", suppress_output=True)
         self._video_stream.thread_count = 1
         self.skip_b_deblocking = skip_b_deblocking
         #: Whether this stream's B-frames are decoded without the filter.
@@ -401,18 +457,20 @@ class PlanarStream(VideoStreamAv):
 
 
 def still_gauge(frame: av.VideoFrame) -> np.ndarray | None:
-    """A coarse sample of the frame's planes, to tell whether the picture moved; None
-    for pixel formats other than 8-bit 4:2:0."""
-    if frame.format.name != "yuv420p":
+    """A coarse sample of the frame's planes in 8-bit levels, to tell whether the
+    picture moved; None for pixel formats other than ``PLANAR_420``."""
+    bits = PLANAR_420.get(frame.format.name)
+    if bits is None:
         return None
     width, height = frame.width, frame.height
-    return np.concatenate(
+    sample = np.concatenate(
         [
             _plane(frame, 0, height, width)[::8, ::8].ravel(),
             _plane(frame, 1, height // 2, width // 2)[::4, ::4].ravel(),
             _plane(frame, 2, height // 2, width // 2)[::4, ::4].ravel(),
         ]
-    ).astype(np.int16)
+    )
+    return (sample >> (bits - 8)).astype(np.int16)
 
 
 def refine_cut(path: str, after: int, at: int, skip_b_deblocking: bool = False) -> int:

@@ -285,6 +285,11 @@ def opencv_frame(path: Path, number: int) -> np.ndarray:
         (["-display_rotation", "90"], ["-c", "copy"], "turned.mp4"),
         # 4:4:4 takes the other path, FFmpeg's own conversion at full size.
         ([], ["-c:v", "libx264", "-pix_fmt", "yuv444p"], "yuv444.mp4"),
+        # What phones record: full-range 8-bit (in FFmpeg's older format name, and
+        # flagged), and 10 bits. These take the plane-by-plane path.
+        ([], ["-c:v", "libx264", "-pix_fmt", "yuvj420p"], "full-range.mp4"),
+        ([], ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-color_range", "pc"], "flagged.mp4"),
+        ([], ["-c:v", "libx264", "-pix_fmt", "yuv420p10le"], "ten-bit.mp4"),
     ],
 )
 def test_key_frames_look_as_opencv_shows_the_video(
@@ -313,6 +318,77 @@ def test_key_frames_look_as_opencv_shows_the_video(
         # JPEG and chroma rounding differ a little; a turned or miscoloured frame is off
         # by tens of levels.
         assert np.abs(written.astype(int) - expected.astype(int)).mean() < 4
+
+
+PHONE_FORMATS = [
+    (["-pix_fmt", "yuvj420p"], 8, True),
+    (["-pix_fmt", "yuv420p", "-color_range", "pc"], 8, True),
+    (["-pix_fmt", "yuv420p10le"], 10, False),
+]
+
+
+@pytest.mark.parametrize(("pixel_format", "bits", "full_range"), PHONE_FORMATS)
+def test_phone_formats_reach_the_detectors_plane_by_plane_as_ffmpeg_converts_them(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    sample_in_workspace: str,
+    pixel_format: list[str],
+    bits: int,
+    full_range: bool,
+) -> None:
+    """Full-range and 10-bit 4:2:0 are scaled plane by plane like limited 8-bit video
+    (the kept picture holds planes, not BGR), and the detectors' picture is FFmpeg's own
+    conversion to within a level or two; so is the gauge of whether the picture moved."""
+    import av
+
+    from activities.scenes import detector_size, split_frame, still_gauge
+
+    source, target = workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "p.mp4")
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source)]
+    subprocess.run([*ffmpeg, "-t", "1", "-c:v", "libx264", *pixel_format, str(target)], check=True)
+    with av.open(str(target)) as container:
+        frames = [frame for _, frame in zip(range(12), container.decode(video=0), strict=False)]
+    assert frames[0].format.name in {"yuvj420p", "yuv420p", "yuv420p10le"}
+    for frame in frames:
+        image, kept = split_frame(frame, keep=True)
+        assert kept is not None and len(kept.planes) == 3
+        assert kept.sampling.bits == bits and kept.sampling.full_range == full_range
+        converted = cv2.resize(
+            frame.to_ndarray(format="bgr24"), detector_size(frame.width, frame.height, 0)
+        )
+        assert image.shape == converted.shape
+        # Chroma scaled at a quarter of the size rounds differently; a 10-bit sample read
+        # as 8 bits, or full range taken for limited, is off by tens of levels.
+        assert np.abs(image.astype(int) - converted.astype(int)).mean() < 2.5
+        assert np.abs(kept.bgr().astype(int) - frame.to_ndarray(format="bgr24")).mean() < 2.5
+        gauge, eight_bit = still_gauge(frame), still_gauge(frame.reformat(format="yuv420p"))
+        assert gauge is not None and eight_bit is not None
+        assert np.abs(gauge - eight_bit).mean() < 1.0
+
+
+def test_the_scene_pass_leaves_ffmpegs_messages_off(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    sample_in_workspace: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A full-range 4:2:2 video makes FFmpeg's converter warn on every frame. A worker
+    starts with PyAV's handler, which drops FFmpeg's messages; the scene pass keeps it,
+    so nothing of FFmpeg's reaches the worker's stderr."""
+    import av
+
+    source, target = workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "j.mp4")
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source)]
+    subprocess.run([*ffmpeg, "-t", "2", "-pix_fmt", "yuvj422p", str(target)], check=True)
+    av.logging.set_level(None)  # as PyAV sets it up on import
+    capfd.readouterr()
+    result = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="j.mp4", keyframes=True),
+    )
+    assert result.keyframes
+    err = capfd.readouterr().err
+    assert "swscaler" not in err and "deprecated pixel format" not in err
 
 
 def test_a_turned_video_reaches_the_detectors_at_their_width(
