@@ -4,6 +4,9 @@
     .venv/bin/python bench/pipeline.py --sizes "" --media /tmp/filmed-720p.mp4
     # A short portrait clip, as social posts hold: 16 s, 720x1280, VP9 in WebM.
     .venv/bin/python bench/filmed_clip.py /tmp/short.webm --portrait --shot-seconds 3.2 --codec vp9
+    # What phones record: 10-bit HEVC (HDR), or H.264 in full range.
+    .venv/bin/python bench/filmed_clip.py /tmp/phone.mp4 --size 1080p --bitrate 8M --codec hevc10
+    .venv/bin/python bench/filmed_clip.py /tmp/phone.mp4 --size 1080p --bitrate 8M --full-range
 
 The pipeline bench's own clips are flat colours that H.264 holds in under 40 kbit/s,
 and they cost little to decode: 1.1 CPU-s for 60 s at 720p. Filmed video of that size
@@ -81,6 +84,7 @@ def render(
     fps: int = 30,
     shot_seconds: float = SHOT_SECONDS,
     codec: str = "h264",
+    full_range: bool = False,
 ) -> Path:
     import imageio_ffmpeg
 
@@ -115,12 +119,18 @@ def render(
         if codec == "vp9":
             encode = ["-c:v", "libvpx-vp9", "-b:v", bitrate, "-deadline", "realtime"]
             encode += ["-cpu-used", "8", "-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "64k"]
+        elif codec == "hevc10":
+            # As an iPhone stores HDR video: 10-bit HEVC tagged hvc1, AAC.
+            encode = ["-c:v", "libx265", "-preset", "veryfast", "-b:v", bitrate]
+            encode += ["-x265-params", "log-level=error", "-pix_fmt", "yuv420p10le"]
+            encode += ["-tag:v", "hvc1", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart"]
         else:
             encode = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", bitrate]
             encode += ["-maxrate", bitrate, "-bufsize", f"{2 * _bits(bitrate)}"]
             encode += [
                 "-pix_fmt",
-                "yuv420p",
+                # FFmpeg's older name for full-range 8-bit, which some phones record.
+                "yuvj420p" if full_range else "yuv420p",
                 "-c:a",
                 "aac",
                 "-b:a",
@@ -166,9 +176,17 @@ def main() -> None:
     parser.add_argument(
         "--shot-seconds", type=float, default=SHOT_SECONDS, help="each of the five shots"
     )
-    parser.add_argument("--codec", choices=["h264", "vp9"], default="h264", help="vp9: WebM")
+    parser.add_argument(
+        "--codec",
+        choices=["h264", "vp9", "hevc10"],
+        default="h264",
+        help="vp9: WebM; hevc10: 10-bit HEVC in MP4",
+    )
+    parser.add_argument("--full-range", action="store_true", help="H.264 in full range (yuvj420p)")
     parser.add_argument("--fps", type=int, default=30, help="frames a second, e.g. 60")
     args = parser.parse_args()
+    if args.full_range and args.codec != "h264":
+        parser.error("--full-range is for --codec h264")
     width, height = SIZES[args.size]
     if args.portrait:
         width, height = height, width
@@ -180,6 +198,7 @@ def main() -> None:
         fps=args.fps,
         shot_seconds=args.shot_seconds,
         codec=args.codec,
+        full_range=args.full_range,
     )
     print(args.out)
 
