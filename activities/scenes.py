@@ -222,7 +222,13 @@ class Sampling:
 
     def to_bgr(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """BGR from 4:2:0 planes (BT.601, as OpenCV's reader converts)."""
-        width = y.shape[1]
+        height, width = y.shape
+        if height % 4:
+            # I420 packs two rows of each colour plane into one of luma width, so the
+            # colour planes need an even number of rows. A 4:5 portrait video (1080x1350)
+            # has an odd number: its last rows are repeated for the conversion, then cut.
+            y = np.pad(y, ((0, 2), (0, 0)), mode="edge")
+            u, v = (np.pad(plane, ((0, 1), (0, 0)), mode="edge") for plane in (u, v))
         i420 = np.concatenate(
             [
                 self.limited_8bit(y, chroma=False),
@@ -230,7 +236,7 @@ class Sampling:
                 self.limited_8bit(v, chroma=True).reshape(-1, width),
             ]
         )
-        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)[:height]
 
 
 @dataclass(frozen=True)
@@ -276,10 +282,9 @@ def _plane(frame: av.VideoFrame, index: int, height: int, width: int) -> np.ndar
 
 def _planes_420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Views of the frame's three planes, or None where it is not in a ``PLANAR_420``
-    format or its size does not halve evenly (I420 at the detectors' size needs an even
-    width and a height divisible by 4)."""
+    format or its size does not halve evenly."""
     width, height = frame.width, frame.height
-    if frame.format.name not in PLANAR_420 or width % 2 or height % 4:
+    if frame.format.name not in PLANAR_420 or width % 2 or height % 2:
         return None
     return (
         _plane(frame, 0, height, width),

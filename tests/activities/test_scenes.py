@@ -290,6 +290,8 @@ def opencv_frame(path: Path, number: int) -> np.ndarray:
         ([], ["-c:v", "libx264", "-pix_fmt", "yuvj420p"], "full-range.mp4"),
         ([], ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-color_range", "pc"], "flagged.mp4"),
         ([], ["-c:v", "libx264", "-pix_fmt", "yuv420p10le"], "ten-bit.mp4"),
+        # A height of 2 more than a multiple of 4, as 4:5 portrait video has (1080x1350).
+        ([], ["-c:v", "libx264", "-vf", "scale=480:270"], "4-5.mp4"),
     ],
 )
 def test_key_frames_look_as_opencv_shows_the_video(
@@ -324,6 +326,7 @@ PHONE_FORMATS = [
     (["-pix_fmt", "yuvj420p"], 8, True),
     (["-pix_fmt", "yuv420p", "-color_range", "pc"], 8, True),
     (["-pix_fmt", "yuv420p10le"], 10, False),
+    (["-pix_fmt", "yuv420p", "-vf", "scale=480:270"], 8, False),
 ]
 
 
@@ -336,9 +339,10 @@ def test_phone_formats_reach_the_detectors_plane_by_plane_as_ffmpeg_converts_the
     bits: int,
     full_range: bool,
 ) -> None:
-    """Full-range and 10-bit 4:2:0 are scaled plane by plane like limited 8-bit video
-    (the kept picture holds planes, not BGR), and the detectors' picture is FFmpeg's own
-    conversion to within a level or two; so is the gauge of whether the picture moved."""
+    """Full-range and 10-bit 4:2:0, and 4:2:0 whose height is not a multiple of 4 (4:5
+    portrait video), are scaled plane by plane like limited 8-bit 16:9 video (the kept
+    picture holds planes, not BGR), and the detectors' picture is FFmpeg's own conversion
+    to within a level or two; so is the gauge of whether the picture moved."""
     import av
 
     from activities.scenes import detector_size, split_frame, still_gauge
