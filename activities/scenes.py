@@ -194,8 +194,9 @@ class TransientFilter(SceneDetector):
 #: 4:2:0 pixel formats whose frames are used plane by plane, and their bits per sample.
 #: Phones record 8-bit video in full range (``yuvj420p``, FFmpeg's older name for it, or
 #: ``yuv420p`` flagged full range) and HDR video in 10 bits. Any other format goes
-#: through FFmpeg's own conversion to BGR at full size: 3.1 ms a 720p frame for 10-bit
-#: against 5.8 ms to decode it, 0.57 ms for full-range 8-bit (docs/benchmarks.md).
+#: through FFmpeg's own conversion to BGR at full size, as these did until session 24:
+#: that took 3.1 ms a 720p frame for 10-bit (against 5.8 ms to decode it) and 0.57 ms
+#: for full-range 8-bit (docs/benchmarks.md).
 PLANAR_420 = {"yuv420p": 8, "yuvj420p": 8, "yuv420p10le": 10}
 #: Full-range samples brought to the limited range that OpenCV's BT.601 conversion
 #: expects: luma 0-255 to 16-235, colour 0-255 to 16-240 around 128. Converting the
