@@ -21,14 +21,6 @@ FEATURES = (
 )
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity), which may be fewer than the host's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def describe(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """``<CPU model>, <n> CPUs usable (<host> on the host), <features>``; side effect:
     reads ``cpuinfo`` where there is one."""
@@ -40,11 +32,12 @@ def describe(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
                 model = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
-            if flags and model:
+            if flags:  # the first CPU's block holds both
                 break
     except OSError:
         pass
-    usable, host = usable_cpus(), os.cpu_count() or 1
+    # Its affinity, which may leave out some of the host's CPUs.
+    usable, host = len(os.sched_getaffinity(0)), os.cpu_count() or 1
     cpus = f"{usable} CPUs" if usable == host else f"{usable} CPUs usable ({host} on the host)"
     named = [name for flag, name in FEATURES if flag in flags]
     return ", ".join([model or "unknown CPU", cpus, *named])
