@@ -105,6 +105,11 @@ SKIP_LOOP_FILTER = "bidir"
 #: 20 s x265 copy of the same clip decoded only 7 % faster, and its detectors' pictures
 #: differed by up to 1.08 of 255.
 SKIP_LOOP_FILTER_CODECS = frozenset({"h264"})
+#: Decoders that read ``skip_frame`` once, when they open, and keep to it for the rest
+#: of the stream: dav1d, FFmpeg's AV1 decoder (what YouTube and Instagram serve much of
+#: their video in). Told mid-stream, it goes on as it started; told before it opens to
+#: skip, it skips for good.
+SKIP_SET_AT_OPEN_CODECS = frozenset({"libdav1d"})
 
 
 def skim_step(fps: float) -> int:
@@ -377,6 +382,9 @@ class PlanarStream(VideoStreamAv):
                 **self._codec_context.options,
                 "skip_loop_filter": SKIP_LOOP_FILTER,
             }
+        #: Whether skipping frames can only be chosen before the first frame is decoded
+        #: (``SKIP_SET_AT_OPEN_CODECS``).
+        self.skip_fixed_at_open = self._codec_context.name in SKIP_SET_AT_OPEN_CODECS
         #: Frames decoded and read, seeking included.
         self.frames_read = 0
 
@@ -388,7 +396,8 @@ class PlanarStream(VideoStreamAv):
     def skip_nonreference(self, skip: bool = True) -> None:
         """FFmpeg skips (or, with ``skip`` false, again decodes) the frames no other frame
         is predicted from, most B-frames of H.264 and HEVC: skipped frames are neither
-        decoded nor read. Call it before the first read, or from the thread reading."""
+        decoded nor read. Call it before the first read, or from the thread reading;
+        where ``skip_fixed_at_open``, only a call before the first read counts."""
         self._codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
 
     def close(self) -> None:
@@ -399,8 +408,10 @@ class PlanarStream(VideoStreamAv):
         the key frame before ``first``, from which only the frames others are predicted
         from are decoded until ``first`` (the others cannot matter to what follows).
         Whether a frame is skipped is decided by its own packet, so a frame the decoder
-        holds back to put frames in order is never lost. For a second reader of a file:
-        ``read`` goes on from wherever this stops."""
+        holds back to put frames in order is never lost. A decoder that chooses skipping
+        only when it opens (``skip_fixed_at_open``) decodes every frame from the key
+        frame: skipping before ``first`` would skip from ``first`` on too. For a second
+        reader of a file: ``read`` goes on from wherever this stops."""
         stream = self._video_stream
         time_base = stream.time_base
         assert time_base is not None
@@ -413,7 +424,7 @@ class PlanarStream(VideoStreamAv):
         found: list[tuple[FrameTimecode, av.VideoFrame]] = []
         try:
             for packet in self._container.demux(stream):
-                if packet.pts is not None:
+                if packet.pts is not None and not self.skip_fixed_at_open:
                     before_first = packet.pts < first_pts - half_frame
                     self.skip_nonreference(before_first)
                 for frame in packet.decode():
@@ -594,9 +605,10 @@ class DecodeAhead:
                 position = video.position
                 number = position.frame_num
                 gap = number - last - 1 if last is not None else 0
-                if self._widest_step and gap >= self._widest_step:
+                if self._widest_step and gap >= self._widest_step and not video.skip_fixed_at_open:
                     # Frames already skipped stay skipped; a cut among them is found
-                    # again by refine_cut.
+                    # again by refine_cut. (A decoder that chose skipping when it opened
+                    # keeps skipping, and refine_cut places the cuts.)
                     video.skip_nonreference(False)
                     self._widest_step = 0
                     self.skipping_stopped_at = number
@@ -892,7 +904,9 @@ class SceneActivities:
         step = skim_step(fps) if self._skip_nonreference else 1
         if step > 1:
             video.skip_nonreference()
-        while_still = self._skip_nonreference and step == 1
+        # Skipping that starts mid-stream would not take with a decoder that chooses it
+        # when it opens (AV1): every frame is decoded there.
+        while_still = self._skip_nonreference and step == 1 and not video.skip_fixed_at_open
         total = video.duration.frame_num if video.duration is not None else None
         min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
         cuts: list[int] = []
