@@ -88,8 +88,9 @@ class ProbeActivities:
                 height=height,
                 fps=round(fps, 3) if fps else None,
                 has_audio=audio is not None,
-                video_codec=video.codec_context.name if video is not None else None,
-                audio_codec=audio.codec_context.name if audio is not None else None,
+                # The codec's own name ("av1"), not the decoder FFmpeg picked ("libdav1d").
+                video_codec=video.codec_context.codec.canonical_name if video else None,
+                audio_codec=audio.codec_context.codec.canonical_name if audio else None,
                 size_bytes=size,
             )
         log().info("probe.done", **metadata.model_dump(exclude={"title"}))

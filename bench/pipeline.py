@@ -255,7 +255,18 @@ class Naive:
             segments, _ = self.whisper.transcribe(path)
             transcript = " ".join(s.text for s in segments)
         elapsed = time.perf_counter() - started
-        return elapsed, {"scenes": len(scenes), "texts": texts, "transcript": transcript}
+        # Not part of the script, so not timed: whether its OpenCV can decode the video
+        # at all. opencv-python's own FFmpeg opens AV1 but decodes it only on hardware,
+        # so the script then finds no scene and reads no text, and says nothing.
+        capture = cv2.VideoCapture(path)
+        video_read = bool(capture.read()[0])
+        capture.release()
+        return elapsed, {
+            "scenes": len(scenes),
+            "texts": texts,
+            "transcript": transcript,
+            "video_read": video_read,
+        }
 
 
 def _naive_serve(conn: Any, work: Path) -> None:
@@ -485,6 +496,7 @@ async def main() -> None:
                         "c_quality": quality(
                             clip, naive_out["scenes"], naive_out["texts"], naive_out["transcript"]
                         ),
+                        "c_read": naive_out["video_read"],
                     }
                 )
     finally:
@@ -501,10 +513,18 @@ async def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         # Ratios to three places: at two, 0.504 would print as 0.50.
+        unread = "" if r["c_read"] else " †"
         print(
             f"| {r['size']} | {r['a']:.2f} | {r['b']:.2f} | {r['asr']:.2f} | {r['vision']:.2f}"
-            f" | {r['together']:.2f} | {r['c']:.2f} | {r['a'] / r['b']:.3f}"
-            f" | {r['a'] / r['c']:.3f} |"
+            f" | {r['together']:.2f} | {r['c']:.2f}{unread} | {r['a'] / r['b']:.3f}"
+            f" | {r['a'] / r['c']:.3f}{unread} |"
+        )
+    if not all(r["c_read"] for r in rows):
+        print(
+            "\n† The naive script's OpenCV decoded no frame of this file, so the script "
+            "found no scene and read no text, and its time is no comparison. "
+            "opencv-python's own FFmpeg decodes AV1 only on hardware; Reelscope decodes "
+            "with PyAV's FFmpeg, which has dav1d."
         )
     if first_job:
         print(
@@ -518,7 +538,8 @@ async def main() -> None:
     print("| clip | Reelscope | naive script |")
     print("| --- | --- | --- |")
     for r in rows:
-        print(f"| {r['size']} | {r['a_quality']} | {r['c_quality']} |")
+        naive_found = r["c_quality"] if r["c_read"] else f"no frame decoded: {r['c_quality']}"
+        print(f"| {r['size']} | {r['a_quality']} | {naive_found} |")
     print(
         "\nReelscope per-stage activity time (median, seconds; transcription runs beside "
         "the vision stages):\n"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,34 @@ def test_probe_reads_the_facts(
     assert result.has_video and result.frame_count == 480
     assert (meta.width, meta.height, meta.fps, meta.duration_s) == (854, 480, 30.0, 16.0)
     assert meta.has_audio and meta.audio_codec == "aac" and meta.title == "t"
+
+
+def test_probe_names_the_codec_not_the_decoder(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """AV1 is decoded by dav1d ("libdav1d"), Opus by FFmpeg's own decoder; the metadata
+    names the codecs."""
+    import imageio_ffmpeg
+
+    source = workspaces.file(ref, sample_in_workspace)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-t", "1",
+            "-c:v", "libsvtav1", "-preset", "12", "-c:a", "libopus",
+            str(workspaces.file(ref, "av1.webm")),
+        ],
+        check=True,
+        env={**os.environ, "SVT_LOG": "1"},
+    )  # fmt: skip
+    meta = (
+        RecordingEnvironment()
+        .run(
+            ProbeActivities(workspaces).probe_media,
+            ProbeInput(workspace=ref, media_file="av1.webm"),
+        )
+        .metadata
+    )
+    assert (meta.video_codec, meta.audio_codec) == ("av1", "opus")
 
 
 @pytest.mark.parametrize("content", [b"", b"<html>hello</html>", b"\x00\x00\x00\x18ftypmp42" * 3])
