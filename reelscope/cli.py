@@ -93,11 +93,13 @@ def print_result(result: dict[str, Any]) -> None:
             print(f"    image {meta['width']}x{meta['height']} {meta.get('video_codec') or ''}")
             text = "; ".join(f'"{t["text"]}"' for t in item.get("text", [])) or "-"
             print(f"    text: {text}")
-        elif meta:
+        elif meta and meta.get("width"):
             print(
                 f"    {meta['duration_s']} s, {meta['width']}x{meta['height']} @ {meta['fps']} fps,"
-                f" video {meta['video_codec']}, audio {meta['audio_codec']}"
+                f" video {meta['video_codec']}, audio {meta['audio_codec'] or '-'}"
             )
+        elif meta:
+            print(f"    {meta['duration_s']} s, audio only, {meta['audio_codec']}")
         if item.get("scenes"):
             print(f"    {len(item['scenes'])} scenes:")
             for scene in item["scenes"]:

@@ -434,7 +434,8 @@ class MediaItemWorkflow:
                 item.notes.append(
                     f"the file ends early: {scenes.decoded_frames} of {expected} frames "
                     f"({scenes.decoded_frames / scenes.fps:.1f} s of {expected / scenes.fps:.1f} s)"
-                    " decode; scenes, key frames, text and speech cover that part only"
+                    " decode; scenes, key frames and text cover that part only (the"
+                    " transcript covers the audio that decodes, which may go on further)"
                 )
             if scenes.keyframes is not None:
                 keyframes = ExtractKeyframesResult(keyframes=scenes.keyframes)

@@ -1,0 +1,44 @@
+"""`reelscope`'s printing of a result."""
+
+from __future__ import annotations
+
+import pytest
+
+from reelscope.cli import print_result
+
+
+def test_an_audio_only_item_prints_as_audio(capsys: pytest.CaptureFixture[str]) -> None:
+    metadata = {"duration_s": 20.0, "width": None, "height": None, "fps": None}
+    print_result(
+        {
+            "job_id": "job-1",
+            "state": "succeeded",
+            "items": [
+                {
+                    "index": 0,
+                    "source_url": "http://h/voice.m4a",
+                    "state": "succeeded",
+                    "kind": "video",
+                    "metadata": {**metadata, "video_codec": None, "audio_codec": "aac"},
+                },
+                {
+                    "index": 1,
+                    "source_url": "http://h/silent.mp4",
+                    "state": "succeeded",
+                    "kind": "video",
+                    "metadata": {
+                        **metadata,
+                        "width": 640,
+                        "height": 360,
+                        "fps": 30.0,
+                        "video_codec": "av1",
+                        "audio_codec": None,
+                    },
+                },
+            ],
+        }
+    )
+    out = capsys.readouterr().out
+    assert "20.0 s, audio only, aac" in out
+    assert "20.0 s, 640x360 @ 30.0 fps, video av1, audio -" in out
+    assert "None" not in out
