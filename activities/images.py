@@ -1,9 +1,13 @@
-"""Image items (a carousel's pictures, a direct image link): fetch, check, normalise."""
+"""Image items (a carousel's pictures, a direct image link): fetch, check, normalise.
+An animated image that FFmpeg decodes is kept for the video stages (scenes, key frames,
+OCR), as a silent video."""
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
+import av
 import httpx
 from PIL import Image, UnidentifiedImageError
 from temporalio import activity
@@ -19,6 +23,8 @@ from models.pipeline import ActivityProgress, FetchImageInput, FetchImageResult
 
 RAW_FILE = "image.orig"
 IMAGE_FILE = "image.jpg"
+#: An animated image, kept as fetched for the video stages: ``animation.gif``, ...
+ANIMATION_STEM = "animation"
 
 
 class ImageActivities:
@@ -85,6 +91,8 @@ class ImageActivities:
                             non_retryable=True,
                         )
                     image_format = image.format
+                    # Only formats that can move (GIF, PNG, WebP, ...) have the count.
+                    frames = int(getattr(image, "n_frames", 1))
                     image.convert("RGB").save(workspace / IMAGE_FILE, "JPEG", quality=92)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ApplicationError(
@@ -98,9 +106,29 @@ class ImageActivities:
                 type=ErrorKind.CORRUPT_MEDIA,
                 non_retryable=True,
             ) from None
+        else:
+            animation_file, notes = None, []
+            if frames > 1:
+                kind = (image_format or "image").lower()
+                if ffmpeg_decodes_frames(raw):
+                    animation_file = f"{ANIMATION_STEM}.{kind}"
+                    raw.rename(workspace / animation_file)
+                else:
+                    notes.append(
+                        f"the {kind} image is animated ({frames} frames), but FFmpeg cannot "
+                        "decode its frames: only the first frame was read"
+                    )
         finally:
             raw.unlink(missing_ok=True)
-        log().info("image.fetched", url=input.url, width=width, height=height, bytes=size)
+        log().info(
+            "image.fetched",
+            url=input.url,
+            width=width,
+            height=height,
+            bytes=size,
+            frames=frames,
+            animated=animation_file is not None,
+        )
         return FetchImageResult(
             image_file=IMAGE_FILE,
             metadata=MediaMetadata(
@@ -109,4 +137,18 @@ class ImageActivities:
                 size_bytes=size,
                 video_codec=(image_format or "").lower() or None,
             ),
+            animation_file=animation_file,
+            notes=notes,
         )
+
+
+def ffmpeg_decodes_frames(path: Path) -> bool:
+    """Whether FFmpeg (PyAV) decodes more than one frame of ``path``: GIF and APNG, yes;
+    WebP, no (PyAV 18.1's FFmpeg 8.1 decodes WebP stills only)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return False
+            return sum(1 for _ in zip(range(2), container.decode(video=0), strict=False)) == 2
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):  # type: ignore[attr-defined]
+        return False

@@ -331,7 +331,9 @@ class ItemResult(BaseModel):
     scenes: list[Scene] = Field(default_factory=list)
     transcript: Transcript | None = None
     text: list[TextLine] = Field(
-        default_factory=list, description="Text read on an image item (videos: per scene)."
+        default_factory=list,
+        description="Text read on an image item (videos: per scene; an animated image: per "
+        "scene, and every distinct line here too).",
     )
     notes: list[str] = Field(default_factory=list, description="Stages skipped, and why.")
 

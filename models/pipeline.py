@@ -78,6 +78,11 @@ class ItemOutcome(BaseModel):
     kind: str
     cached: bool = False
     error: ErrorInfo | None = None
+    stages: list[Stage] | None = Field(
+        None,
+        description="The stages the item ran, where they differ from those planned for its "
+        "kind (an animated image runs the video stages).",
+    )
 
 
 class CacheLookupInput(BaseModel):
@@ -118,6 +123,12 @@ class FetchImageInput(BaseModel):
 class FetchImageResult(BaseModel):
     image_file: str
     metadata: MediaMetadata
+    animation_file: str | None = Field(
+        None,
+        description="Set when the image moves (an animated GIF or PNG) and FFmpeg decodes "
+        "it: the file as fetched, which the video stages read. None for a still.",
+    )
+    notes: list[str] = Field(default_factory=list, description="What the item's result should say.")
 
 
 class WorkspaceRef(BaseModel):

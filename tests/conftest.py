@@ -119,6 +119,33 @@ def make_caption_image(path: Path, text: str) -> None:
     image.save(path, quality=92)
 
 
+#: An animated GIF's shots: (seconds, background, caption or None), 10 frames a second.
+#: Each shot lasts more than the scene detector's shortest scene (15 frames).
+ANIMATION_SHOTS = [
+    (2.0, (40, 40, 90), "SPRING SALE"),
+    (2.0, (150, 60, 20), None),
+    (2.0, (20, 110, 60), "ENDS FRIDAY"),
+]
+
+
+def make_animated_image(path: Path, fps: int = 10) -> None:
+    """``ANIMATION_SHOTS`` as an animated image (GIF, WebP or PNG by ``path``'s suffix).
+    A square drifts a pixel a frame in the corner, so that no two frames are the same
+    (Pillow would merge them into one longer frame)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    frames = []
+    for seconds, background, caption in ANIMATION_SHOTS:
+        for n in range(round(seconds * fps)):
+            frame = Image.new("RGB", (640, 360), background)
+            draw = ImageDraw.Draw(frame)
+            draw.rectangle((10 + n, 10, 30 + n, 30), fill=(200, 200, 200))
+            if caption:
+                draw.text((80, 150), caption, font=ImageFont.load_default(size=56), fill="white")
+            frames.append(frame)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -157,6 +184,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
         "</body></html>"
     )
     make_caption_image(folder / "caption.jpg", CAPTION_IMAGE_TEXT)
+    make_animated_image(folder / "animated.gif")
+    make_animated_image(folder / "animated.webp")
     caption = (folder / "caption.jpg").read_bytes()
     (folder / "half.jpg").write_bytes(caption[: len(caption) // 2])
     make_hostile_media(folder)

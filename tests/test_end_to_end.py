@@ -19,7 +19,13 @@ from models.jobs import JobStatus
 from reelscope.query import describe_progress, query_item_progress, query_progress
 from reelscope.sample import SPEECH_TEXT, SampleSpec
 from reelscope.settings import Settings
-from tests.conftest import SAMPLE_NAME, SAMPLE_WER_BOUND, running_worker, workspace_files
+from tests.conftest import (
+    ANIMATION_SHOTS,
+    SAMPLE_NAME,
+    SAMPLE_WER_BOUND,
+    running_worker,
+    workspace_files,
+)
 from worker import Models
 from workflows import PROGRESS_QUERY, MediaJobWorkflow
 
@@ -191,6 +197,29 @@ async def test_video_without_audio_has_scenes_and_an_empty_transcript(
     assert item["scenes"], "a silent video still has scenes"
     assert item["transcript"]["segments"] == []
     assert "no audio" in item["transcript"]["note"]
+
+
+async def test_an_animated_gif_is_read_as_a_silent_video(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    """Its shots become scenes with their own text, every distinct line is also listed
+    where an image's text is, and nothing is transcribed."""
+    job_id = await submit(api, f"{media_url}/animated.gif")
+    result, statuses = await wait_for_result(api, job_id, timeout_s=120)
+    (item,) = result["items"]
+    assert item["state"] == "succeeded", item
+    assert item["kind"] == "image" and item["metadata"]["video_codec"] == "gif"
+    assert item["metadata"]["duration_s"] == pytest.approx(6.0, abs=0.15)
+    captions = [caption for _, _, caption in ANIMATION_SHOTS]
+    assert [[normalize(t["text"]) for t in s["text"]] for s in item["scenes"]] == [
+        [normalize(c)] if c else [] for c in captions
+    ]
+    assert [round(s["start_s"], 1) for s in item["scenes"]] == [0.0, 2.0, 4.0]
+    assert all(s["keyframes"] and s["keyframes"][0]["url"] for s in item["scenes"])
+    assert [normalize(t["text"]) for t in item["text"]] == [normalize(c) for c in captions if c]
+    assert item["transcript"] is None
+    stages = [s["stage"] for s in statuses[-1]["items"][0]["stages"]]
+    assert stages == ["download", "probe", "scenes", "keyframes", "ocr"]
 
 
 async def test_stage_switches_skip_work(

@@ -187,6 +187,8 @@ class MediaItemWorkflow:
         self._pings = 0
         self._local_routing = False
         self._workspace_removed = False
+        #: Whether the item runs other stages than those planned for its kind.
+        self._replanned = False
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> ItemStatus:
@@ -249,7 +251,7 @@ class MediaItemWorkflow:
                 queue = route.task_queue
                 try:
                     if media.kind == "image":
-                        await self._image(ref, queue, input, item)
+                        keyframe_files = await self._image(ref, queue, input, item)
                     else:
                         keyframe_files = await self._video(ref, queue, input, item)
                     item.state = ItemState.SUCCEEDED
@@ -314,6 +316,7 @@ class MediaItemWorkflow:
         workflow.logger.warning("item %s: %s", input.index, note)
         self._notes.append(note)
         self._status.stages = planned_stages(input.media.kind, input.options)
+        self._replanned = False
         self._status.stage = Stage.QUEUED
         self._publish()
         return self._new_result(input)
@@ -333,7 +336,10 @@ class MediaItemWorkflow:
 
     async def _image(
         self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult
-    ) -> None:
+    ) -> list[str]:
+        """Fetches the image and reads its text; an animated image (one FFmpeg decodes)
+        goes through the video stages instead, with no transcription. Returns the
+        key-frame files, in result order (none for a still)."""
         fetched = await self._stage(
             ref,
             queue,
@@ -345,9 +351,12 @@ class MediaItemWorkflow:
             io=True,
         )
         item.metadata = fetched.metadata.model_copy(update={"title": input.media.title})
+        item.notes.extend(fetched.notes)
+        if fetched.animation_file and input.options.stages.scenes:
+            return await self._animation(ref, queue, input, item, fetched.animation_file)
         if not input.options.stages.ocr:
             item.notes.append("OCR was switched off by options")
-            return
+            return []
         ocr = await self._stage(
             ref,
             queue,
@@ -368,12 +377,35 @@ class MediaItemWorkflow:
             policies.OCR,
         )
         item.text = [line for frame in ocr.frames for line in frame.lines]
+        return []
+
+    async def _animation(
+        self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult, media_file: str
+    ) -> list[str]:
+        """An animated image's video stages. Each distinct line read is also listed in
+        ``item.text``, where clients read an image's text."""
+        fetched = self._status.stages[0]
+        planned = planned_stages("video", input.options)
+        self._status.stages = [fetched] + [
+            s for s in planned if s.stage not in (Stage.DOWNLOAD, Stage.TRANSCRIBE)
+        ]
+        self._replanned = True
+        self._publish()
+        keyframe_files = await self._media(
+            ref, queue, input, item, media_file, input.media.title, transcribe=False
+        )
+        seen: set[str] = set()
+        for scene in item.scenes:
+            for line in scene.text:
+                if line.text not in seen:
+                    seen.add(line.text)
+                    item.text.append(line)
+        return keyframe_files
 
     async def _video(
         self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult
     ) -> list[str]:
         """Runs the video stages; returns the key-frame files, in result order."""
-        stages = input.options.stages
         download = await self._stage(
             ref,
             queue,
@@ -384,16 +416,30 @@ class MediaItemWorkflow:
             policies.DOWNLOAD,
             io=True,
         )
+        return await self._media(
+            ref, queue, input, item, download.media_file, download.title or input.media.title
+        )
+
+    async def _media(
+        self,
+        ref: WorkspaceRef,
+        queue: str,
+        input: ItemInput,
+        item: ItemResult,
+        media_file: str,
+        title: str | None,
+        transcribe: bool = True,
+    ) -> list[str]:
+        """Probe, then the vision stages beside transcription (unless ``transcribe`` is
+        false: an animated image has no sound) on the item's media file; returns the
+        key-frame files, in result order."""
+        stages = input.options.stages
         probe = await self._stage(
             ref,
             queue,
             Stage.PROBE,
             "probe_media",
-            ProbeInput(
-                workspace=ref,
-                media_file=download.media_file,
-                title=download.title or input.media.title,
-            ),
+            ProbeInput(workspace=ref, media_file=media_file, title=title),
             ProbeResult,
             policies.PROBE,
             io=True,
@@ -421,9 +467,11 @@ class MediaItemWorkflow:
                 "detect_scenes",
                 DetectScenesInput(
                     workspace=ref,
-                    media_file=download.media_file,
+                    media_file=media_file,
                     keyframes=one_pass,
-                    transcription_beside=stages.transcript and probe.metadata.has_audio,
+                    transcription_beside=transcribe
+                    and stages.transcript
+                    and probe.metadata.has_audio,
                 ),
                 DetectScenesResult,
                 policies.SCENES,
@@ -449,7 +497,7 @@ class MediaItemWorkflow:
                     "extract_keyframes",
                     ExtractKeyframesInput(
                         workspace=ref,
-                        media_file=download.media_file,
+                        media_file=media_file,
                         fps=scenes.fps,
                         scenes=scenes.scenes,
                     ),
@@ -496,6 +544,8 @@ class MediaItemWorkflow:
             ]
 
         async def speech() -> Transcript | None:
+            if not transcribe:
+                return None
             if not stages.transcript:
                 self._skip(Stage.TRANSCRIBE)
                 item.notes.append("transcription was switched off by options")
@@ -507,7 +557,7 @@ class MediaItemWorkflow:
                 "transcribe_audio",
                 TranscribeInput(
                     workspace=ref,
-                    media_file=download.media_file,
+                    media_file=media_file,
                     duration_s=duration,
                     has_audio=probe.metadata.has_audio,
                     model=input.options.whisper_model,
@@ -728,7 +778,12 @@ class MediaItemWorkflow:
                 stage.state = ItemState.CANCELLED
         self._publish()
         return ItemOutcome(
-            index=status.index, state=state, kind=status.kind or "video", cached=cached, error=error
+            index=status.index,
+            state=state,
+            kind=status.kind or "video",
+            cached=cached,
+            error=error,
+            stages=[s.stage for s in status.stages] if self._replanned else None,
         )
 
     def _mark(self, stage: Stage, state: ItemState) -> None:

@@ -247,6 +247,11 @@ class MediaJobWorkflow:
                 )
         status.state, status.error, status.cached = outcome.state, outcome.error, outcome.cached
         status.progress = 1.0
+        if outcome.stages is not None:
+            # An animated image ran the video stages instead of an image's.
+            status.stages = [
+                StageProgress(stage=s, state=ItemState.PENDING) for s in outcome.stages
+            ]
         if outcome.state == ItemState.SUCCEEDED:
             status.stage = Stage.DONE
             for stage in status.stages:
