@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing
 import os
 import re
@@ -274,7 +275,13 @@ def _naive_serve(conn: Any, work: Path) -> None:
     naive = Naive(work)
     conn.send("ready")
     while (url := conn.recv()) is not None:
-        conn.send(naive.run(url))
+        try:
+            conn.send(naive.run(url))
+        except Exception as exc:
+            # What the user's script would have stopped with (yt-dlp cannot fetch a GIF
+            # link, for one): reported in the tables instead of ending the bench.
+            first_line = (str(exc).splitlines() or [""])[0][:200]
+            conn.send((math.nan, {"error": f"{exc.__class__.__name__}: {first_line}"}))
 
 
 class NaiveProcess:
@@ -320,8 +327,8 @@ async def reelscope_run(
             f"{url}: Reelscope did not process it ({item['state']}: "
             f"{error.get('type')}: {error.get('message')}), so there is nothing to compare"
         )
-    if item["kind"] != "video":
-        raise SystemExit(f"{url}: Reelscope read it as an {item['kind']}; the bench times videos")
+    if item["kind"] != "video" and not item["scenes"]:
+        raise SystemExit(f"{url}: Reelscope read it as a still image; the bench times videos")
     elapsed = time.perf_counter() - started
     stages: dict[str, float] = {}
     history = await client.get_workflow_handle(f"{job_id}.0").fetch_history()
@@ -358,11 +365,16 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
 
 
 def has_video(path: Path) -> bool:
+    """Whether PyAV decodes two frames or more of ``path``: a video, or an animated GIF
+    or PNG (Reelscope reads those as silent videos); not a still image."""
     import av
 
     try:
         with av.open(str(path)) as container:
-            return bool(container.streams.video)
+            if not container.streams.video:
+                return False
+            frames = container.decode(video=0)
+            return sum(1 for _ in zip(range(2), frames, strict=False)) == 2
     except (av.error.FFmpegError, UnicodeDecodeError):
         return False
 
@@ -405,7 +417,9 @@ async def main() -> None:
         if not path.is_file():
             parser.error(f"--media {path}: no such file")
         if not has_video(path):
-            parser.error(f"--media {path}: not a video file (no video stream PyAV can open)")
+            parser.error(
+                f"--media {path}: not a video file (PyAV decodes no more than one frame of it)"
+            )
     # Before this process starts threads or loads models, as the worker does.
     tune_malloc(malloc_settings(Settings().keep_freed_memory))
 
@@ -451,6 +465,7 @@ async def main() -> None:
                 size = clip.name
                 url = f"{media_url}/{clip.path.name}"
                 a_times, b_times, c_times = [], [], []
+                naive_error: str | None = None
                 stage_runs: list[dict[str, float]] = []
                 a_cpu: list[list[float]] = []
                 floors: list[dict[str, float]] = []
@@ -474,6 +489,7 @@ async def main() -> None:
                     b_times.append(floor["floor"])
                     c, naive_out = naive.run(url)
                     c_times.append(c)
+                    naive_error = naive_error or naive_out.get("error")
                 item = result["items"][0]
                 texts = [t["text"] for s in item["scenes"] for t in s["text"]]
                 rows.append(
@@ -491,12 +507,18 @@ async def main() -> None:
                             k: median([s.get(k, 0.0) for s in stage_runs]) for k in stage_runs[0]
                         },
                         "a_quality": quality(
-                            clip, len(item["scenes"]), texts, item["transcript"]["text"]
+                            clip,
+                            len(item["scenes"]),
+                            texts,
+                            (item["transcript"] or {}).get("text", ""),
                         ),
-                        "c_quality": quality(
+                        "c_quality": f"failed: {naive_error}"
+                        if naive_error
+                        else quality(
                             clip, naive_out["scenes"], naive_out["texts"], naive_out["transcript"]
                         ),
-                        "c_read": naive_out["video_read"],
+                        "c_read": naive_error is not None or naive_out["video_read"],
+                        "c_error": naive_error,
                     }
                 )
     finally:
@@ -514,11 +536,16 @@ async def main() -> None:
     for r in rows:
         # Ratios to three places: at two, 0.504 would print as 0.50.
         unread = "" if r["c_read"] else " †"
+        c_time, a_c = f"{r['c']:.2f}{unread}", f"{r['a'] / r['c']:.3f}{unread}"
+        if r["c_error"]:
+            c_time, a_c = "failed ‡", "-"
         print(
             f"| {r['size']} | {r['a']:.2f} | {r['b']:.2f} | {r['asr']:.2f} | {r['vision']:.2f}"
-            f" | {r['together']:.2f} | {r['c']:.2f}{unread} | {r['a'] / r['b']:.3f}"
-            f" | {r['a'] / r['c']:.3f}{unread} |"
+            f" | {r['together']:.2f} | {c_time} | {r['a'] / r['b']:.3f} | {a_c} |"
         )
+    for r in rows:
+        if r["c_error"]:
+            print(f"\n‡ The naive script stopped on {r['size']}: {r['c_error']}")
     if not all(r["c_read"] for r in rows):
         print(
             "\n† The naive script's OpenCV decoded no frame of this file, so the script "
