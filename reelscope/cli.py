@@ -90,7 +90,9 @@ def print_result(result: dict[str, Any]) -> None:
         if item.get("cached"):
             print("    (served from the result cache)")
         if meta and item.get("kind") == "image":
-            print(f"    image {meta['width']}x{meta['height']} {meta.get('video_codec') or ''}")
+            moving = f", animated, {meta['duration_s']} s" if meta.get("duration_s") else ""
+            codec = meta.get("video_codec") or ""
+            print(f"    image {meta['width']}x{meta['height']} {codec}{moving}")
             text = "; ".join(f'"{t["text"]}"' for t in item.get("text", [])) or "-"
             print(f"    text: {text}")
         elif meta and meta.get("width"):

@@ -7,7 +7,9 @@ import pytest
 from reelscope.cli import print_result
 
 
-def test_an_audio_only_item_prints_as_audio(capsys: pytest.CaptureFixture[str]) -> None:
+def test_audio_only_items_and_animated_images_print_as_such(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     metadata = {"duration_s": 20.0, "width": None, "height": None, "fps": None}
     print_result(
         {
@@ -35,10 +37,24 @@ def test_an_audio_only_item_prints_as_audio(capsys: pytest.CaptureFixture[str]) 
                         "audio_codec": None,
                     },
                 },
+                {
+                    "index": 2,
+                    "source_url": "http://h/loop.gif",
+                    "state": "succeeded",
+                    "kind": "image",
+                    "metadata": {
+                        **metadata,
+                        "duration_s": 6.0,
+                        "width": 480,
+                        "height": 270,
+                        "video_codec": "gif",
+                    },
+                },
             ],
         }
     )
     out = capsys.readouterr().out
+    assert "image 480x270 gif, animated, 6.0 s" in out
     assert "20.0 s, audio only, aac" in out
     assert "20.0 s, 640x360 @ 30.0 fps, video av1, audio -" in out
     assert "None" not in out
