@@ -413,6 +413,8 @@ async def main() -> None:
     )
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if not sizes and not args.media:
+        parser.error("nothing to time: give --sizes or --media")
     for path in args.media:
         if not path.is_file():
             parser.error(f"--media {path}: no such file")
@@ -437,16 +439,14 @@ async def main() -> None:
         served.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, served)
         clips.append(Clip(path.name, served))
-    if not clips:
-        parser.error("nothing to time: give --sizes or --media")
     server, media_url = serve_folder(media)
 
     worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
     rows: list[dict[str, Any]] = []
     first_job: tuple[str, float] | None = None
     naive: NaiveProcess | None = None
+    stack = LocalStack(work, worker_env)
     try:
-        stack = LocalStack(work, worker_env)
         await stack.__aenter__()
         await stack.start_worker()
         settings = Settings(data_dir=work / "bench-data")
@@ -526,6 +526,8 @@ async def main() -> None:
             naive.close()
         await stack.__aexit__(None, None, None)
         server.shutdown()
+        # The clips, the models' copies and the stack's data: 20-200 MB a run.
+        shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{describe()}; median of {args.runs} runs, seconds\n")
     print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -93,6 +94,7 @@ async def main() -> None:
                 states[state] = states.get(state, 0) + 1
     finally:
         server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
     print(
         f"\n{describe()}\nGET /v1/jobs/{{id}}, {args.jobs} jobs in flight, "
         f"sequential requests, API in its own process, dev server SQLite pragmas: "
