@@ -125,8 +125,9 @@ class FetchImageResult(BaseModel):
     metadata: MediaMetadata
     animation_file: str | None = Field(
         None,
-        description="Set when the image moves (an animated GIF or PNG) and FFmpeg decodes "
-        "it: the file as fetched, which the video stages read. None for a still.",
+        description="Set when the image moves: the file the video stages read, as fetched "
+        "(GIF, APNG) or its frames as H.264 (WebP, which FFmpeg cannot decode). None for "
+        "a still.",
     )
     notes: list[str] = Field(default_factory=list, description="What the item's result should say.")
 

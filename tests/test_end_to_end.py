@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -199,16 +200,19 @@ async def test_video_without_audio_has_scenes_and_an_empty_transcript(
     assert "no audio" in item["transcript"]["note"]
 
 
-async def test_an_animated_gif_is_read_as_a_silent_video(
-    api: httpx.AsyncClient, worker: Settings, media_url: str
+@pytest.mark.parametrize("name", ["animated.gif", "animated.webp"])
+async def test_an_animated_image_is_read_as_a_silent_video(
+    api: httpx.AsyncClient, worker: Settings, media_dir: Path, media_url: str, name: str
 ) -> None:
     """Its shots become scenes with their own text, every distinct line is also listed
-    where an image's text is, and nothing is transcribed."""
-    job_id = await submit(api, f"{media_url}/animated.gif")
+    where an image's text is, and nothing is transcribed. FFmpeg decodes the GIF; the
+    WebP's frames are turned into video first."""
+    job_id = await submit(api, f"{media_url}/{name}")
     result, statuses = await wait_for_result(api, job_id, timeout_s=120)
     (item,) = result["items"]
     assert item["state"] == "succeeded", item
-    assert item["kind"] == "image" and item["metadata"]["video_codec"] == "gif"
+    assert item["kind"] == "image" and item["metadata"]["video_codec"] == name.split(".")[1]
+    assert item["metadata"]["size_bytes"] == (media_dir / name).stat().st_size
     assert item["metadata"]["duration_s"] == pytest.approx(6.0, abs=0.15)
     captions = [caption for _, _, caption in ANIMATION_SHOTS]
     assert [[normalize(t["text"]) for t in s["text"]] for s in item["scenes"]] == [

@@ -337,7 +337,7 @@ class MediaItemWorkflow:
     async def _image(
         self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult
     ) -> list[str]:
-        """Fetches the image and reads its text; an animated image (one FFmpeg decodes)
+        """Fetches the image and reads its text; an animated image (GIF, APNG, WebP)
         goes through the video stages instead, with no transcription. Returns the
         key-frame files, in result order (none for a still)."""
         fetched = await self._stage(
@@ -353,7 +353,7 @@ class MediaItemWorkflow:
         item.metadata = fetched.metadata.model_copy(update={"title": input.media.title})
         item.notes.extend(fetched.notes)
         if fetched.animation_file and input.options.stages.scenes:
-            return await self._animation(ref, queue, input, item, fetched.animation_file)
+            return await self._animation(ref, queue, input, item, fetched)
         if not input.options.stages.ocr:
             item.notes.append("OCR was switched off by options")
             return []
@@ -380,20 +380,34 @@ class MediaItemWorkflow:
         return []
 
     async def _animation(
-        self, ref: WorkspaceRef, queue: str, input: ItemInput, item: ItemResult, media_file: str
+        self,
+        ref: WorkspaceRef,
+        queue: str,
+        input: ItemInput,
+        item: ItemResult,
+        fetched: FetchImageResult,
     ) -> list[str]:
         """An animated image's video stages. Each distinct line read is also listed in
         ``item.text``, where clients read an image's text."""
-        fetched = self._status.stages[0]
+        assert fetched.animation_file is not None
+        download = self._status.stages[0]
         planned = planned_stages("video", input.options)
-        self._status.stages = [fetched] + [
+        self._status.stages = [download] + [
             s for s in planned if s.stage not in (Stage.DOWNLOAD, Stage.TRANSCRIBE)
         ]
         self._replanned = True
         self._publish()
         keyframe_files = await self._media(
-            ref, queue, input, item, media_file, input.media.title, transcribe=False
+            ref, queue, input, item, fetched.animation_file, input.media.title, transcribe=False
         )
+        if item.metadata is not None:
+            # The image's own format and size, where its frames were turned into H.264.
+            item.metadata = item.metadata.model_copy(
+                update={
+                    "video_codec": fetched.metadata.video_codec,
+                    "size_bytes": fetched.metadata.size_bytes,
+                }
+            )
         seen: set[str] = set()
         for scene in item.scenes:
             for line in scene.text:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import av
+import pytest
+
 from activities.download import FetchPolicy
-from activities.images import IMAGE_FILE, RAW_FILE, ImageActivities
+from activities.images import IMAGE_FILE, RAW_FILE, TRANSCODED_ANIMATION, ImageActivities
 from activities.workspace import Workspaces
 from models.pipeline import FetchImageInput, FetchImageResult, WorkspaceRef
 from tests.activities.conftest import RecordingEnvironment
@@ -35,10 +40,34 @@ def test_an_animated_gif_is_kept_as_fetched_for_the_video_stages(
     assert not workspaces.file(ref, RAW_FILE).exists()
 
 
-def test_an_animation_ffmpeg_cannot_decode_is_read_from_its_first_frame_and_says_so(
+def test_an_animated_webp_becomes_video_for_the_video_stages(
     workspaces: Workspaces, ref: WorkspaceRef, media_url: str
 ) -> None:
-    """PyAV 18.1's FFmpeg (8.1) decodes WebP stills only."""
+    """PyAV 18.1's FFmpeg (8.1) decodes WebP stills only, so its frames are written as
+    H.264, each at its own time: 60 frames of 0.1 s."""
+    result = fetch(workspaces, ref, f"{media_url}/animated.webp")
+    assert result.animation_file == TRANSCODED_ANIMATION and result.notes == []
+    assert result.metadata.video_codec == "webp"
+    with av.open(str(workspaces.file(ref, TRANSCODED_ANIMATION))) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == 10
+        frames = list(container.decode(stream))
+    assert len(frames) == 60 and frames[-1].time == pytest.approx(5.9)
+    assert not workspaces.file(ref, RAW_FILE).exists()
+
+
+def test_an_animation_whose_frames_cannot_be_read_is_read_from_its_first_frame(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where turning the frames into video fails (here, as if the disk were full), the
+    item goes on as a still, says so, and leaves no half-written file."""
+    import activities.images as images
+
+    def fails(image_path: Path, out: Path) -> None:
+        out.write_bytes(b"half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(images, "transcode_animation", fails)
     result = fetch(workspaces, ref, f"{media_url}/animated.webp")
     assert result.animation_file is None
     (note,) = result.notes
