@@ -130,8 +130,8 @@ class ImageActivities:
                         (workspace / TRANSCODED_ANIMATION).unlink(missing_ok=True)
                         notes.append(
                             f"the {kind} image is animated ({frames} frames), but its frames "
-                            f"could not be read ({exc.__class__.__name__}): only the first "
-                            "frame was read"
+                            f"could not be turned into video ({exc.__class__.__name__}: "
+                            f"{exc}): only the first frame was read"
                         )
         finally:
             raw.unlink(missing_ok=True)

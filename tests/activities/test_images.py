@@ -72,4 +72,5 @@ def test_an_animation_whose_frames_cannot_be_read_is_read_from_its_first_frame(
     assert result.animation_file is None
     (note,) = result.notes
     assert "webp image is animated (60 frames)" in note and "only the first frame" in note
+    assert "No space left on device" in note
     assert sorted(p.name for p in workspaces.file(ref, ".").iterdir()) == [IMAGE_FILE]
