@@ -278,8 +278,8 @@ def _naive_serve(conn: Any, work: Path) -> None:
         try:
             conn.send(naive.run(url))
         except Exception as exc:
-            # What the user's script would have stopped with (yt-dlp cannot fetch a GIF
-            # link, for one): reported in the tables instead of ending the bench.
+            # What the user's script would have stopped with (a link yt-dlp cannot
+            # download, say): reported in the tables instead of ending the bench.
             first_line = (str(exc).splitlines() or [""])[0][:200]
             conn.send((math.nan, {"error": f"{exc.__class__.__name__}: {first_line}"}))
 
@@ -526,7 +526,7 @@ async def main() -> None:
             naive.close()
         await stack.__aexit__(None, None, None)
         server.shutdown()
-        # The clips, the models' copies and the stack's data: 20-200 MB a run.
+        # The clips, the models' copies and the stack's data: 20-210 MB a run.
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{describe()}; median of {args.runs} runs, seconds\n")
