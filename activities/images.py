@@ -30,7 +30,7 @@ IMAGE_FILE = "image.jpg"
 #: An animated image, kept as fetched for the video stages: ``animation.gif``, ...
 ANIMATION_STEM = "animation"
 #: ... or, where FFmpeg cannot decode it (animated WebP), its frames as video.
-TRANSCODED_ANIMATION = "animation.mkv"
+TRANSCODED_ANIMATION = f"{ANIMATION_STEM}.mkv"
 #: How often the transcoding reports progress, in frames.
 FRAMES_PER_REPORT = 25
 

@@ -286,17 +286,22 @@ def _plane(frame: av.VideoFrame, index: int, height: int, width: int) -> np.ndar
     return rows[:height, :width]
 
 
-def _planes_420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Views of the frame's three planes, or None where it is not in a ``PLANAR_420``
-    format or its size does not halve evenly."""
+def _three_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of a 4:2:0 frame's luma and half-size colour planes."""
     width, height = frame.width, frame.height
-    if frame.format.name not in PLANAR_420 or width % 2 or height % 2:
-        return None
     return (
         _plane(frame, 0, height, width),
         _plane(frame, 1, height // 2, width // 2),
         _plane(frame, 2, height // 2, width // 2),
     )
+
+
+def _planes_420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Views of the frame's three planes, or None where it is not in a ``PLANAR_420``
+    format or its size does not halve evenly."""
+    if frame.format.name not in PLANAR_420 or frame.width % 2 or frame.height % 2:
+        return None
+    return _three_planes(frame)
 
 
 def _sampling(frame: av.VideoFrame) -> Sampling:
@@ -479,14 +484,8 @@ def still_gauge(frame: av.VideoFrame) -> np.ndarray | None:
     bits = PLANAR_420.get(frame.format.name)
     if bits is None:
         return None
-    width, height = frame.width, frame.height
-    sample = np.concatenate(
-        [
-            _plane(frame, 0, height, width)[::8, ::8].ravel(),
-            _plane(frame, 1, height // 2, width // 2)[::4, ::4].ravel(),
-            _plane(frame, 2, height // 2, width // 2)[::4, ::4].ravel(),
-        ]
-    )
+    y, u, v = _three_planes(frame)
+    sample = np.concatenate([y[::8, ::8].ravel(), u[::4, ::4].ravel(), v[::4, ::4].ravel()])
     return (sample >> (bits - 8)).astype(np.int16)
 
 

@@ -59,6 +59,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
+from activities.images import ffmpeg_decodes_frames
 from activities.ocr import OcrActivities
 from activities.probe import ProbeActivities
 from activities.scenes import SceneActivities
@@ -364,21 +365,6 @@ def cpu_seconds(processes: list[psutil.Process]) -> list[float]:
     return [sum(p.cpu_times()[:2]) for p in processes]
 
 
-def has_video(path: Path) -> bool:
-    """Whether PyAV decodes two frames or more of ``path``: a video, or an animated GIF
-    or PNG (Reelscope reads those as silent videos); not a still image."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return False
-            frames = container.decode(video=0)
-            return sum(1 for _ in zip(range(2), frames, strict=False)) == 2
-    except (av.error.FFmpegError, UnicodeDecodeError):
-        return False
-
-
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -418,7 +404,8 @@ async def main() -> None:
     for path in args.media:
         if not path.is_file():
             parser.error(f"--media {path}: no such file")
-        if not has_video(path):
+        # A video, or an animated GIF or PNG (read as silent videos); not a still.
+        if not ffmpeg_decodes_frames(path):
             parser.error(
                 f"--media {path}: not a video file (PyAV decodes no more than one frame of it)"
             )
