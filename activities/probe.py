@@ -23,6 +23,19 @@ def corrupt(message: str) -> ApplicationError:
     return ApplicationError(message, type=ErrorKind.CORRUPT_MEDIA, non_retryable=True)
 
 
+def _moving_picture(container: av.container.InputContainer) -> tuple[av.VideoStream | None, bool]:
+    """The video stream to read, if any, and whether the file holds a cover picture.
+
+    An audio file's cover art (an MP3's or M4A's, a podcast's) is a video stream of one
+    picture, flagged as attached: it is no video, and FFmpeg gives it a rate of 90000
+    frames a second. Containers list such pictures after their tracks (MP4 cannot do
+    otherwise), so the first video stream, which the scene pass reads, is the video.
+    """
+    streams = list(container.streams.video)
+    moving = [s for s in streams if not s.disposition & av.stream.Disposition.attached_pic]
+    return (moving[0] if moving else None), len(moving) < len(streams)
+
+
 @dataclass(frozen=True)
 class MediaLimits:
     max_duration_s: float = 4 * 3600
@@ -52,10 +65,13 @@ class ProbeActivities:
                 "check that the link points to a video"
             ) from None
         with container:
-            video = container.streams.video[0] if container.streams.video else None
+            video, cover = _moving_picture(container)
             audio = container.streams.audio[0] if container.streams.audio else None
             if video is None and audio is None:
-                raise corrupt("probe: the file holds no audio or video stream")
+                raise corrupt(
+                    "probe: the file holds no audio or video stream"
+                    + (", only a cover picture" if cover else "")
+                )
             duration = container.duration / av.time_base if container.duration else None
             fps = None
             frame_count = None
@@ -93,8 +109,13 @@ class ProbeActivities:
                 audio_codec=audio.codec_context.codec.canonical_name if audio else None,
                 size_bytes=size,
             )
-        log().info("probe.done", **metadata.model_dump(exclude={"title"}))
-        return ProbeResult(metadata=metadata, has_video=video is not None, frame_count=frame_count)
+        log().info("probe.done", cover_picture=cover, **metadata.model_dump(exclude={"title"}))
+        return ProbeResult(
+            metadata=metadata,
+            has_video=video is not None,
+            frame_count=frame_count,
+            cover_picture=cover,
+        )
 
     def _check_budget(
         self, width: int | None, height: int | None, fps: float | None, duration: float | None

@@ -167,6 +167,9 @@ class ProbeResult(BaseModel):
     metadata: MediaMetadata
     has_video: bool
     frame_count: int | None = None
+    cover_picture: bool = Field(
+        False, description="The file holds a cover picture (an audio file's cover art)."
+    )
 
 
 class DetectScenesInput(BaseModel):

@@ -94,6 +94,7 @@ def make_hostile_media(folder: Path) -> None:
     run_ffmpeg(
         "-i", str(folder / SAMPLE_NAME), "-vn", "-c:a", "copy", str(folder / "audio_only.m4a")
     )
+    make_audio_with_cover(folder / SAMPLE_NAME, folder / "podcast.mp3")
     run_ffmpeg(
         "-f",
         "lavfi",
@@ -107,6 +108,22 @@ def make_hostile_media(folder: Path) -> None:
     )
     Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 Mpx in ~50 kB
     (folder / "fake.jpg").write_text("<html><body>not an image</body></html>")
+
+
+def make_audio_with_cover(video: Path, out: Path) -> None:
+    """``video``'s sound with one of its frames as cover art (an attached picture), as
+    podcasts and music are published: an MP3 or M4A by ``out``'s suffix; an MP4 keeps
+    ``video``'s video too (a video with a thumbnail)."""
+    cover = out.with_suffix(".cover.jpg")
+    run_ffmpeg("-ss", "5", "-i", str(video), "-frames:v", "1", str(cover))
+    video_too = ["-map", "0:v"] if out.suffix == ".mp4" else []
+    audio = ["-c:a", "libmp3lame"] if out.suffix == ".mp3" else ["-c:a", "aac"]
+    run_ffmpeg(
+        "-i", str(video), "-i", str(cover), *video_too, "-map", "0:a", "-map", "1:v",
+        *audio, "-c:v", "copy", f"-disposition:v:{len(video_too) // 2}", "attached_pic",
+        str(out),
+    )  # fmt: skip
+    cover.unlink()
 
 
 def make_caption_image(path: Path, text: str) -> None:

@@ -56,13 +56,18 @@ async def test_truncated_video_gives_a_documented_partial_result(
     assert workspace_files(worker) == []
 
 
+@pytest.mark.parametrize("name", ["audio_only.m4a", "podcast.mp3"])
 async def test_audio_only_gives_a_transcript_only(
-    api: httpx.AsyncClient, worker: Settings, media_url: str
+    api: httpx.AsyncClient, worker: Settings, media_url: str, name: str
 ) -> None:
-    item, _ = await outcome(api, f"{media_url}/audio_only.m4a")
+    """An MP3 with cover art, as podcasts are published, is audio: its cover picture
+    (a video stream of one frame, at FFmpeg's 90000 fps) once failed it as too large a
+    video to decode."""
+    item, _ = await outcome(api, f"{media_url}/{name}")
     assert item["state"] == "succeeded", item
     assert item["scenes"] == [] and "sunny and warm" in item["transcript"]["text"]
     assert any("no video stream" in note for note in item["notes"])
+    assert any("cover picture" in note for note in item["notes"]) == (name == "podcast.mp3")
     assert item["metadata"]["video_codec"] is None and item["metadata"]["has_audio"]
 
 

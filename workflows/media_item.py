@@ -468,7 +468,9 @@ class MediaItemWorkflow:
                 item.notes.append(
                     "scenes, key frames and OCR were switched off by options"
                     if not stages.scenes
-                    else "the media has no video stream: no scenes, key frames or OCR"
+                    else "the media has no video stream"
+                    + (", only a cover picture, which is not read" if probe.cover_picture else "")
+                    + ": no scenes, key frames or OCR"
                 )
                 return []
             # Items started before key frames came out of the scene pass replay the

@@ -21,7 +21,7 @@ from activities.probe import ProbeActivities
 from activities.workspace import Workspaces
 from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_NAME
+from tests.conftest import SAMPLE_NAME, make_audio_with_cover
 
 
 def downloader(workspaces: Workspaces, tmp_path: Path, max_bytes: int = 10**9):
@@ -205,6 +205,25 @@ def test_probe_names_the_codec_not_the_decoder(
         .metadata
     )
     assert (meta.video_codec, meta.audio_codec) == ("av1", "opus")
+
+
+@pytest.mark.parametrize("name", ["cover.mp3", "cover.m4a", "thumbnail-after.mp4"])
+def test_probe_reads_a_cover_picture_as_no_video(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, name: str
+) -> None:
+    """Cover art is a video stream of one attached picture: an audio file with one is
+    audio only; a video with one after it (a thumbnail) is read by its video."""
+    source = workspaces.file(ref, sample_in_workspace)
+    make_audio_with_cover(source, workspaces.file(ref, name))
+    result = RecordingEnvironment().run(
+        ProbeActivities(workspaces).probe_media, ProbeInput(workspace=ref, media_file=name)
+    )
+    meta = result.metadata
+    assert result.cover_picture and meta.has_audio
+    if name.endswith(".mp4"):
+        assert result.has_video and (meta.width, meta.fps, meta.video_codec) == (854, 30.0, "h264")
+    else:
+        assert not result.has_video and (meta.width, meta.fps, meta.video_codec) == (None,) * 3
 
 
 @pytest.mark.parametrize("content", [b"", b"<html>hello</html>", b"\x00\x00\x00\x18ftypmp42" * 3])
