@@ -6,24 +6,42 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from yt_dlp.utils import DownloadError, ExtractorError
 
 from activities.download import (
     FetchPolicy,
+    _http_error,
     _QuietLogger,
     classify_download_error,
     new_downloader,
     too_long,
 )
-from activities.netguard import check_scheme
+from activities.netguard import check_scheme, find_not_allowed, not_allowed
 from activities.progress import log, reraise_if_cancelled
 from models.errors import ErrorKind
 from models.pipeline import MediaRef, ResolveInput, ResolveResult
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "avif", "heic"})
 AUDIO_ONLY_EXTENSIONS = frozenset({"m4a", "mp3", "aac", "opus", "ogg", "wav", "flac"})
+#: How image files begin: JPEG, PNG, GIF, then WebP (``RIFF`` and size first), then
+#: AVIF and HEIC (an ISO box size first).
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+ISO_IMAGE_BRANDS = frozenset({b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"})
+
+
+def looks_like_image(head: bytes, content_type: str) -> bool:
+    """Whether a file that begins with ``head``, served as ``content_type``, is an
+    image. Pure: no I/O."""
+    if content_type.split(";", 1)[0].strip().lower().startswith("image/"):
+        return True
+    if head.startswith(IMAGE_SIGNATURES):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return head[4:8] == b"ftyp" and head[8:12] in ISO_IMAGE_BRANDS
 
 
 def url_extension(url: str) -> str:
@@ -132,6 +150,38 @@ class ResolveActivities:
     def __init__(self, policy: FetchPolicy) -> None:
         self._policy = policy
 
+    def _is_image(self, url: str) -> bool:
+        """Whether ``url`` serves an image, by its content type or its first bytes
+        (network: one request, for the first 64 bytes). Fails as the download would."""
+        try:
+            with (
+                self._policy.guard(),
+                httpx.stream(
+                    "GET",
+                    url,
+                    headers={"Range": "bytes=0-63"},
+                    follow_redirects=True,
+                    timeout=self._policy.socket_timeout_s,
+                ) as response,
+            ):
+                if response.status_code == 416:  # an empty file: the download says so
+                    return False
+                if response.status_code >= 400:
+                    raise _http_error(url, response.status_code, "resolve")
+                # A server that ignores the range sends the whole file: read one chunk.
+                head = next(response.iter_bytes(64), b"")
+                return looks_like_image(head, response.headers.get("content-type", ""))
+        except (httpx.HTTPError, OSError) as exc:
+            reraise_if_cancelled(exc)
+            blocked = find_not_allowed(exc)
+            if blocked is not None:
+                raise not_allowed(url, blocked, "resolve") from None
+            raise ApplicationError(
+                f"resolve: could not read the start of {url} to tell an image from a "
+                f"video ({exc.__class__.__name__}: {exc}); retrying",
+                type=ErrorKind.DOWNLOAD_FAILED,
+            ) from None
+
     @activity.defn(name="resolve_link")
     def resolve_link(self, input: ResolveInput) -> ResolveResult:
         """Ask yt-dlp what the link holds, without downloading media (network)."""
@@ -161,6 +211,12 @@ class ResolveActivities:
             for item in items_from_info(info or {}, input.url)
             if urlsplit(item.url).scheme.lower() in ("http", "https")
         ]
+        if info and info.get("direct") and info.get("ext") == "unknown_video":
+            # yt-dlp takes any direct link it cannot type for a video; a picture behind a
+            # link with no file extension (image CDNs: ``.../photo-123?w=800``) would then
+            # run the video stages on one frame.
+            if self._is_image(input.url):
+                items = [MediaRef(source_url=input.url, url=input.url, kind="image")]
         if info and info.get("_type") not in ("playlist", "multi_video"):
             duration = info.get("duration")
             if duration and duration > self._policy.max_duration_s:

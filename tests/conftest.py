@@ -205,6 +205,10 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     make_animated_image(folder / "animated.webp")
     caption = (folder / "caption.jpg").read_bytes()
     (folder / "half.jpg").write_bytes(caption[: len(caption) // 2])
+    # Links with no file extension, as image CDNs and download links give them; the
+    # server sends them as application/octet-stream.
+    (folder / "photo").write_bytes(caption)
+    (folder / "clip").write_bytes((folder / SAMPLE_NAME).read_bytes())
     make_hostile_media(folder)
     # 80 s with speech throughout, for killing a worker mid-transcription.
     run_ffmpeg(

@@ -91,20 +91,27 @@ async def test_batch_over_the_cap_is_refused(api: httpx.AsyncClient, settings: S
 async def test_post_with_several_videos_and_an_image_link(
     api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
 ) -> None:
-    job_id = (
-        await post(api, {"urls": [f"{media_url}/post.html", f"{media_url}/caption.jpg"]})
-    ).json()["job_id"]
+    """The last link is a picture with no file extension, sent as
+    application/octet-stream: it is an image item too, told by its first bytes."""
+    links = [f"{media_url}/post.html", f"{media_url}/caption.jpg", f"{media_url}/photo"]
+    job_id = (await post(api, {"urls": links})).json()["job_id"]
     result, _ = await wait_for_result(api, job_id)
     assert result["state"] == "succeeded", result
     kinds = [(i["kind"], i["media_url"].rsplit("/", 1)[-1]) for i in result["items"]]
-    assert kinds == [("video", SAMPLE_NAME), ("video", "silent.mp4"), ("image", "caption.jpg")]
+    assert kinds == [
+        ("video", SAMPLE_NAME),
+        ("video", "silent.mp4"),
+        ("image", "caption.jpg"),
+        ("image", "photo"),
+    ]
     assert [i["source_url"] for i in result["items"]][:2] == [f"{media_url}/post.html"] * 2
 
-    video, _, image = result["items"]
+    video, _, image, photo = result["items"]
     assert len(video["scenes"]) == 4 and "sunny" in video["transcript"]["text"]
-    assert image["scenes"] == [] and image["transcript"] is None
-    assert [words(t["text"]) for t in image["text"]] == [CAPTION_IMAGE_TEXT]
-    assert image["metadata"]["width"] == 960 and image["metadata"]["height"] == 540
+    for picture in (image, photo):
+        assert picture["scenes"] == [] and picture["transcript"] is None
+        assert [words(t["text"]) for t in picture["text"]] == [CAPTION_IMAGE_TEXT]
+        assert picture["metadata"]["width"] == 960 and picture["metadata"]["height"] == 540
 
     # Each item is its own workflow, so it has its own history in the Web UI.
     assert "fetch_image" in await activities_run(temporal_client, f"{job_id}.2")

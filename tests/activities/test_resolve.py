@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.download import FetchPolicy
-from activities.resolve import ResolveActivities, items_from_info
+from activities.resolve import ResolveActivities, items_from_info, looks_like_image
 from models.pipeline import ResolveInput
 from tests.activities.conftest import RecordingEnvironment
 from tests.conftest import SAMPLE_NAME
@@ -85,6 +85,46 @@ def test_resolve_link_reads_a_local_post_and_caps_it(media_url: str) -> None:
         activity, ResolveInput(url=f"{media_url}/post.html", max_items=1)
     )
     assert len(capped.items) == 1 and capped.dropped == 1
+
+
+def test_a_link_with_no_extension_is_typed_by_what_it_serves(media_url: str) -> None:
+    """yt-dlp calls any direct link it cannot type a video; both files are served as
+    application/octet-stream."""
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
+    for name, kind in [("photo", "image"), ("clip", "video")]:
+        result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/{name}"))
+        assert [(i.kind, i.url) for i in result.items] == [(kind, f"{media_url}/{name}")], name
+    # The server fails the second and third requests: yt-dlp's goes through, the look at
+    # the first bytes does not, and the activity is retried.
+    flaky = f"{media_url}/flaky/resolve-photo/photo"
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(activity, ResolveInput(url=flaky))
+    assert info.value.type == "DownloadFailed" and not info.value.non_retryable
+    assert "503" in info.value.message
+    with pytest.raises(ApplicationError):
+        RecordingEnvironment().run(activity, ResolveInput(url=flaky))  # yt-dlp's 503
+    result = RecordingEnvironment().run(activity, ResolveInput(url=flaky))
+    assert [i.kind for i in result.items] == ["image"]
+
+
+@pytest.mark.parametrize(
+    ("head", "content_type", "image"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "application/octet-stream", True),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "", True),
+        (b"GIF89a\x01\x00", "", True),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "", True),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00", "", True),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "", True),
+        (b"\x00\x00\x00\x20ftypisom\x00\x00", "", False),
+        (b"RIFF\x24\x00\x00\x00AVI LIST", "", False),
+        (b"\x1aE\xdf\xa3", "application/octet-stream", False),
+        (b"<html>", "image/png; charset=binary", True),
+        (b"", "", False),
+    ],
+)
+def test_looks_like_image(head: bytes, content_type: str, image: bool) -> None:
+    assert looks_like_image(head, content_type) is image
 
 
 def test_resolve_link_errors_are_typed(media_url: str) -> None:
