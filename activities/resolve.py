@@ -211,12 +211,16 @@ class ResolveActivities:
             for item in items_from_info(info or {}, input.url)
             if urlsplit(item.url).scheme.lower() in ("http", "https")
         ]
-        if info and info.get("direct") and info.get("ext") == "unknown_video":
-            # yt-dlp takes any direct link it cannot type for a video; a picture behind a
-            # link with no file extension (image CDNs: ``.../photo-123?w=800``) would then
-            # run the video stages on one frame.
-            if self._is_image(input.url):
-                items = [MediaRef(source_url=input.url, url=input.url, kind="image")]
+        # yt-dlp takes any direct link it cannot type for a video; a picture behind a
+        # link with no file extension (image CDNs: ``.../photo-123?w=800``) would then run
+        # the video stages on one frame.
+        if (
+            info
+            and info.get("direct")
+            and info.get("ext") == "unknown_video"
+            and self._is_image(input.url)
+        ):
+            items = [MediaRef(source_url=input.url, url=input.url, kind="image")]
         if info and info.get("_type") not in ("playlist", "multi_video"):
             duration = info.get("duration")
             if duration and duration > self._policy.max_duration_s:
