@@ -146,9 +146,10 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
             spare_cpus=settings.cpus_beside_transcription,
             skip_nonreference=settings.scene_skip_nonreference_frames,
             skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
+            niceness=settings.vision_niceness,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
-        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes,
         TranscribeActivities(
             workspaces, models.whisper, settings.whisper_beam_size
         ).transcribe_audio,

@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.det_int8 import BUILD_TAG, build_int8_detector
 from activities.heap import HEAP
+from activities.priority import run_lowered, transcription_running
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.text_regions import FlatSkippingDetector
 from activities.workspace import Workspaces
@@ -437,15 +438,22 @@ class _Picture:
 
 
 class OcrActivities:
-    def __init__(self, workspaces: Workspaces, engines: OcrEngines) -> None:
+    def __init__(self, workspaces: Workspaces, engines: OcrEngines, niceness: int = 0) -> None:
+        """``niceness``: while the item's transcription runs, the frames are read this
+        many nice steps below the worker's other threads (``activities.priority``)."""
         self._workspaces = workspaces
         self._engines = engines
+        self._niceness = niceness
 
     @activity.defn(name="ocr_keyframes")
     def ocr_keyframes(self, input: OcrInput) -> OcrResult:
         """See ``_ocr_keyframes``; a cancel always ends it as a cancellation."""
+        ref = input.workspace
+        beside = transcription_running(ref.job_id, ref.item_index)
         with HEAP.stage(), cancellation_wins():
-            return self._ocr_keyframes(input)
+            return run_lowered(
+                lambda: self._ocr_keyframes(input), self._niceness if beside else 0, "ocr"
+            )
 
     def _ocr_keyframes(self, input: OcrInput) -> OcrResult:
         """Read the text on each key frame. A retry keeps the frames already read."""

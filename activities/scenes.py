@@ -51,6 +51,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.frames import candidate_frames, grey_sharpness
 from activities.heap import HEAP
+from activities.priority import run_lowered
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -851,6 +852,7 @@ class SceneActivities:
         spare_cpus: int = 1,
         skip_nonreference: bool = False,
         skip_b_deblocking: bool = False,
+        niceness: int = 0,
     ) -> None:
         """``decode_threads``: the most threads that decode one video (see
         ``decode_threads``); 0 leaves the count to FFmpeg. ``spare_cpus``: the CPUs
@@ -858,7 +860,9 @@ class SceneActivities:
         pass decodes only the frames others are predicted from, and finds the frame of
         a cut that follows skipped frames by decoding them again (``refine_cut``).
         ``skip_b_deblocking``: B-frames are decoded without the deblocking filter
-        (``PlanarStream``)."""
+        (``PlanarStream``). ``niceness``: beside transcription, the pass runs this many
+        nice steps below the worker's other threads (``activities.priority``)."""
+        self._niceness = niceness
         self._skip_nonreference = skip_nonreference
         self._skip_b_deblocking = skip_b_deblocking
         self._workspaces = workspaces
@@ -871,8 +875,9 @@ class SceneActivities:
     @activity.defn(name="detect_scenes")
     def detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """See ``_detect_scenes``; a cancel always ends it as a cancellation."""
+        steps = self._niceness if input.transcription_beside else 0
         with HEAP.stage(), cancellation_wins():
-            return self._detect_scenes(input)
+            return run_lowered(lambda: self._detect_scenes(input), steps, "scene-pass")
 
     def _detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """Hard cuts (see the module) with auto-downscale and, if asked, each scene's key

@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heap import HEAP
+from activities.priority import Transcribing
 from activities.progress import (
     KeepAlive,
     cancellation_wins,
@@ -141,7 +142,13 @@ class TranscribeActivities:
     @activity.defn(name="transcribe_audio")
     def transcribe_audio(self, input: TranscribeInput) -> TranscribeResult:
         """See ``_transcribe_audio``; a cancel always ends it as a cancellation."""
-        with HEAP.stage(), cancellation_wins(), KeepAlive() as keep_alive:
+        ref = input.workspace
+        with (
+            HEAP.stage(),
+            cancellation_wins(),
+            Transcribing(ref.job_id, ref.item_index),
+            KeepAlive() as keep_alive,
+        ):
             return self._transcribe_audio(input, keep_alive)
 
     def _transcribe_audio(self, input: TranscribeInput, keep_alive: KeepAlive) -> TranscribeResult:

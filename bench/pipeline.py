@@ -152,8 +152,9 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         spare_cpus=settings.cpus_beside_transcription,
         skip_nonreference=settings.scene_skip_nonreference_frames,
         skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
+        niceness=settings.vision_niceness,
     ).detect_scenes
-    ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
+    ocr = OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes
 
     def speech() -> None:
         ActivityEnvironment().run(

@@ -184,6 +184,18 @@ class Settings(BaseSettings):
         "every frame is filtered.",
     )
 
+    vision_niceness: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="While an item is transcribed, its scene pass and OCR run this many "
+        "nice steps below the worker's other threads, so that Whisper's one decoding "
+        "thread, which cannot spread out, is not held back and the vision stages take "
+        "the CPU it leaves: on 2 CPUs a 60 s 720p job took 2.26 s instead of 2.49 "
+        "(docs/benchmarks.md). 0: the same priority. Linux only; each stage runs on a "
+        "thread of its own that lowers itself.",
+    )
+
     # OCR.
     ocr_engine: Literal["paddleocr", "rapidocr"] = "paddleocr"
     ocr_det_limit_side_len: int = Field(960, description="Detection input cap, long side, px.")
