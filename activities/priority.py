@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -35,14 +36,16 @@ LOWEST = 19
 def run_lowered(work: Callable[[], T], steps: int, name: str) -> T:
     """``work()``, on a thread of its own (named ``name``) ``steps`` nice steps below the
     calling thread, in the caller's context (the activity's, for heartbeats and
-    cancels). ``steps`` 0, or a system with no per-thread priority, runs it here.
+    cancels). ``steps`` 0, or a system other than Linux, runs it here.
 
     Its result or exception is the caller's. If the caller is interrupted (the SDK
     raises a cancel in it), it waits for the work to stop first: the work sees the
     cancel at its next progress report (``activities.progress.report``), and a
     workspace is never cleaned up under a stage still writing to it.
     """
-    if steps <= 0 or not hasattr(os, "setpriority"):
+    # Elsewhere a nice value is the whole process's, or thread ids are not what
+    # ``setpriority`` takes.
+    if steps <= 0 or not sys.platform.startswith("linux"):
         return work()
     context = contextvars.copy_context()
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
