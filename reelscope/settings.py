@@ -191,9 +191,9 @@ class Settings(BaseSettings):
         description="While an item is transcribed, its scene pass and OCR run this many "
         "nice steps below the worker's other threads, so that Whisper's one decoding "
         "thread, which cannot spread out, is not held back and the vision stages take "
-        "the CPU it leaves: on 2 CPUs a 60 s 720p job took 2.26 s instead of 2.49 "
-        "(docs/benchmarks.md). 0: the same priority. Linux only; each stage runs on a "
-        "thread of its own that lowers itself.",
+        "the CPU it leaves: on 2 CPUs a 60 s 720p job took 1.97 s instead of 2.07, a "
+        "1080p job no longer (docs/benchmarks.md). 0: the same priority. Linux only; "
+        "each stage runs on a thread of its own that lowers itself.",
     )
 
     # OCR.
