@@ -61,8 +61,8 @@ async def test_audio_only_gives_a_transcript_only(
     api: httpx.AsyncClient, worker: Settings, media_url: str, name: str
 ) -> None:
     """An MP3 with cover art, as podcasts are published, is audio: its cover picture
-    (a video stream of one frame, at FFmpeg's 90000 fps) once failed it as too large a
-    video to decode."""
+    (a video stream of one frame, at 90000 fps by FFmpeg's count) was once taken for
+    its video, and a 720p cover on 30 s of audio failed as too large to decode."""
     item, _ = await outcome(api, f"{media_url}/{name}")
     assert item["state"] == "succeeded", item
     assert item["scenes"] == [] and "sunny and warm" in item["transcript"]["text"]
