@@ -19,7 +19,7 @@ from activities.download import (
     new_downloader,
     too_long,
 )
-from activities.netguard import check_scheme, find_not_allowed, not_allowed
+from activities.netguard import check_scheme
 from activities.progress import log, reraise_if_cancelled
 from models.errors import ErrorKind
 from models.pipeline import MediaRef, ResolveInput, ResolveResult
@@ -173,14 +173,7 @@ class ResolveActivities:
                 return looks_like_image(head, response.headers.get("content-type", ""))
         except (httpx.HTTPError, OSError) as exc:
             reraise_if_cancelled(exc)
-            blocked = find_not_allowed(exc)
-            if blocked is not None:
-                raise not_allowed(url, blocked, "resolve") from None
-            raise ApplicationError(
-                f"resolve: could not read the start of {url} to tell an image from a "
-                f"video ({exc.__class__.__name__}: {exc}); retrying",
-                type=ErrorKind.DOWNLOAD_FAILED,
-            ) from None
+            raise classify_download_error(url, exc, stage="resolve") from None
 
     @activity.defn(name="resolve_link")
     def resolve_link(self, input: ResolveInput) -> ResolveResult:
