@@ -85,6 +85,12 @@ DECODE_AHEAD_FRAMES = 4
 #: panning shot scored 34 against 24 for the frames after it (12 at full rate), and
 #: was missed (docs/benchmarks.md).
 SKIM_MIN_FPS = 25.0
+#: A scene lasts at least the worker's ``min_scene_len_frames`` (15: half a second at
+#: 30 fps), but never longer than this. Counted in frames alone, the minimum grew as the
+#: frame rate fell: at 1 fps (a slideshow, a time-lapse, an animated GIF) it was 15 s,
+#: and every cut closer than that to the last was lost. At 15 fps and more it changes
+#: nothing.
+MIN_SCENE_SECONDS_AT_MOST = 1.0
 
 
 #: Below 50 fps, frames are skipped only while the picture stands still: while each
@@ -111,6 +117,14 @@ SKIP_LOOP_FILTER_CODECS = frozenset({"h264"})
 #: their video in). Told mid-stream, it goes on as it started; told before it opens to
 #: skip, it skips for good.
 SKIP_SET_AT_OPEN_CODECS = frozenset({"libdav1d"})
+
+
+def min_scene_frames(frames: int, fps: float) -> int:
+    """The detectors' ``min_scene_len`` for a video of ``fps``: ``frames``, capped at
+    ``MIN_SCENE_SECONDS_AT_MOST`` of video (at least one frame)."""
+    if not fps > 0:  # no usable rate: the frames as set
+        return frames
+    return max(1, min(frames, round(MIN_SCENE_SECONDS_AT_MOST * fps)))
 
 
 def skim_step(fps: float) -> int:
@@ -912,7 +926,9 @@ class SceneActivities:
         # when it opens (AV1): every frame is decoded there.
         while_still = self._skip_nonreference and step == 1 and not video.skip_fixed_at_open
         total = video.duration.frame_num if video.duration is not None else None
-        min_scene_len = input.min_scene_len_frames or self._min_scene_len_frames
+        min_scene_len = min_scene_frames(
+            input.min_scene_len_frames or self._min_scene_len_frames, fps
+        )
         cuts: list[int] = []
         picked: list[PickedKeyframe] = []
         previous = resumed(Stage.SCENES)

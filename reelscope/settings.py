@@ -153,7 +153,9 @@ class Settings(BaseSettings):
         "adaptive", description="PySceneDetect detector; both get the transient filter."
     )
     scene_threshold: float = Field(27.0, description="ContentDetector threshold.")
-    min_scene_len_frames: int = 15
+    min_scene_len_frames: int = Field(
+        15, ge=1, description="Shortest scene, in frames; never more than 1 s of video."
+    )
     scene_decode_threads: int = Field(
         default_factory=usable_cpus,
         ge=0,

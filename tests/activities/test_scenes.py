@@ -26,6 +26,7 @@ from activities.scenes import (
     PlanarStream,
     SceneActivities,
     decode_threads,
+    min_scene_frames,
     spans_from_cuts,
 )
 from activities.workspace import Workspaces
@@ -59,6 +60,39 @@ def test_detect_scenes_heartbeats_frames_and_finds_the_cuts(
     assert [b.done for b in beats] == sorted(b.done for b in beats)
     assert beats[-1].fraction == 1.0 and beats[-1].total == sample_spec.total_frames
     assert beats[-1].resume["cuts"] == cuts
+
+
+def test_the_shortest_scene_is_never_longer_than_a_second() -> None:
+    assert min_scene_frames(15, 30.0) == 15
+    assert min_scene_frames(15, 60.0) == 15
+    assert min_scene_frames(15, 10.0) == 10
+    assert min_scene_frames(15, 2.0) == 2
+    assert min_scene_frames(15, 0.5) == 1
+    assert min_scene_frames(15, float("nan")) == 15
+
+
+def test_a_low_frame_rate_video_keeps_cuts_closer_than_its_minimum_in_frames(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, sample_spec: SampleSpec
+) -> None:
+    """The sample at 2 frames a second, as a slideshow or a time-lapse plays: 15 frames
+    would be 7.5 s there, longer than its 4 s shots, and hide two of its three cuts."""
+    folder = workspaces.file(ref, ".")
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            *("-v", "error", "-i", str(folder / sample_in_workspace)),
+            *("-vf", "fps=2", "-c:v", "libx264", "-an", str(folder / "slow.mp4")),
+        ],
+        check=True,
+    )
+    result = ActivityEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="slow.mp4"),
+    )
+    expected = [round(cut / sample_spec.fps * 2) for cut in sample_spec.cut_frames]
+    cuts = [s.start_frame for s in result.scenes[1:]]
+    assert len(cuts) == len(expected) == 3
+    assert all(abs(a - b) <= 1 for a, b in zip(cuts, expected, strict=True))
 
 
 def test_detect_scenes_resumes_from_the_last_heartbeat(
