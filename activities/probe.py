@@ -67,6 +67,7 @@ class ProbeActivities:
         with container:
             video, cover = _moving_picture(container)
             audio = container.streams.audio[0] if container.streams.audio else None
+            tracks = len(container.streams.audio)
             if video is None and audio is None:
                 raise corrupt(
                     "probe: the file holds no audio or video stream"
@@ -109,12 +110,18 @@ class ProbeActivities:
                 audio_codec=audio.codec_context.codec.canonical_name if audio else None,
                 size_bytes=size,
             )
-        log().info("probe.done", cover_picture=cover, **metadata.model_dump(exclude={"title"}))
+        log().info(
+            "probe.done",
+            cover_picture=cover,
+            audio_tracks=tracks,
+            **metadata.model_dump(exclude={"title"}),
+        )
         return ProbeResult(
             metadata=metadata,
             has_video=video is not None,
             frame_count=frame_count,
             cover_picture=cover,
+            audio_tracks=tracks,
         )
 
     def _check_budget(

@@ -170,6 +170,9 @@ class ProbeResult(BaseModel):
     cover_picture: bool = Field(
         False, description="The file holds a cover picture (an audio file's cover art)."
     )
+    audio_tracks: int = Field(
+        1, description="Audio streams in the file; the first is the one transcribed."
+    )
 
 
 class DetectScenesInput(BaseModel):

@@ -95,6 +95,7 @@ def make_hostile_media(folder: Path) -> None:
         "-i", str(folder / SAMPLE_NAME), "-vn", "-c:a", "copy", str(folder / "audio_only.m4a")
     )
     make_audio_with_cover(folder / SAMPLE_NAME, folder / "podcast.mp3")
+    make_second_audio_track(folder / SAMPLE_NAME, folder / "two_tracks.mkv")
     run_ffmpeg(
         "-f",
         "lavfi",
@@ -108,6 +109,16 @@ def make_hostile_media(folder: Path) -> None:
     )
     Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 Mpx in ~50 kB
     (folder / "fake.jpg").write_text("<html><body>not an image</body></html>")
+
+
+def make_second_audio_track(video: Path, out: Path) -> None:
+    """``video`` with a second, silent audio track after its own (a commentary or
+    another language, as films and screen recordings carry)."""
+    run_ffmpeg(
+        "-i", str(video), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+        "-map", "0:v", "-map", "0:a", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
+        "-shortest", str(out),
+    )  # fmt: skip
 
 
 def make_audio_with_cover(video: Path, out: Path) -> None:

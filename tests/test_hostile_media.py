@@ -71,6 +71,16 @@ async def test_audio_only_gives_a_transcript_only(
     assert item["metadata"]["video_codec"] is None and item["metadata"]["has_audio"]
 
 
+async def test_a_second_audio_track_is_named_and_the_first_transcribed(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    item, _ = await outcome(api, f"{media_url}/two_tracks.mkv")
+    assert item["state"] == "succeeded", item
+    assert "sunny and warm" in item["transcript"]["text"]
+    assert any("2 audio tracks; only the first" in note for note in item["notes"]), item["notes"]
+    assert len(item["scenes"]) == 4
+
+
 async def test_overlong_media_is_refused(
     api: httpx.AsyncClient, settings: Settings, models: Models, media_url: str
 ) -> None:

@@ -566,6 +566,11 @@ class MediaItemWorkflow:
                 self._skip(Stage.TRANSCRIBE)
                 item.notes.append("transcription was switched off by options")
                 return None
+            if probe.audio_tracks > 1:
+                item.notes.append(
+                    f"the file holds {probe.audio_tracks} audio tracks; only the first is "
+                    "transcribed (send a file with the track you want first)"
+                )
             result = await self._stage(
                 ref,
                 queue,

@@ -21,7 +21,7 @@ from activities.probe import ProbeActivities
 from activities.workspace import Workspaces
 from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_NAME, make_audio_with_cover
+from tests.conftest import SAMPLE_NAME, make_audio_with_cover, make_second_audio_track
 
 
 def downloader(workspaces: Workspaces, tmp_path: Path, max_bytes: int = 10**9):
@@ -224,6 +224,19 @@ def test_probe_reads_a_cover_picture_as_no_video(
         assert result.has_video and (meta.width, meta.fps, meta.video_codec) == (854, 30.0, "h264")
     else:
         assert not result.has_video and (meta.width, meta.fps, meta.video_codec) == (None,) * 3
+
+
+def test_probe_counts_the_audio_tracks(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    make_second_audio_track(
+        workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "two.mkv")
+    )
+    probe = ProbeActivities(workspaces).probe_media
+    env = RecordingEnvironment()
+    assert env.run(probe, ProbeInput(workspace=ref, media_file="two.mkv")).audio_tracks == 2
+    single = env.run(probe, ProbeInput(workspace=ref, media_file=sample_in_workspace))
+    assert single.audio_tracks == 1
 
 
 @pytest.mark.parametrize("content", [b"", b"<html>hello</html>", b"\x00\x00\x00\x18ftypmp42" * 3])
