@@ -111,6 +111,24 @@ def make_hostile_media(folder: Path) -> None:
     (folder / "fake.jpg").write_text("<html><body>not an image</body></html>")
 
 
+def make_streaming_copies(video: Path, folder: Path) -> None:
+    """``video`` as sites stream it, 4 s segments behind a manifest: HLS with the sound
+    as a rendition of its own (``hls/master.m3u8``, fMP4 segments) and MPEG-DASH
+    (``dash/manifest.mpd``). yt-dlp fetches the segments and joins the two tracks."""
+    (folder / "hls").mkdir()
+    run_ffmpeg(
+        "-i", str(video), "-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "hls",
+        "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",
+        "-var_stream_map", "v:0,agroup:sound a:0,agroup:sound",
+        "-master_pl_name", "master.m3u8", str(folder / "hls" / "stream_%v.m3u8"),
+    )  # fmt: skip
+    (folder / "dash").mkdir()
+    run_ffmpeg(
+        "-i", str(video), "-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "dash",
+        "-seg_duration", "4", str(folder / "dash" / "manifest.mpd"),
+    )  # fmt: skip
+
+
 def make_second_audio_track(video: Path, out: Path) -> None:
     """``video`` with a second, silent audio track after its own (a commentary or
     another language, as films and screen recordings carry)."""
@@ -221,6 +239,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     (folder / "photo").write_bytes(caption)
     (folder / "clip").write_bytes((folder / SAMPLE_NAME).read_bytes())
     make_hostile_media(folder)
+    make_streaming_copies(folder / SAMPLE_NAME, folder)
     # 80 s with speech throughout, for killing a worker mid-transcription.
     run_ffmpeg(
         "-stream_loop", "4", "-i", str(folder / SAMPLE_NAME), "-c", "copy", str(folder / "long.mp4")

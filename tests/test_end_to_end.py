@@ -200,6 +200,26 @@ async def test_video_without_audio_has_scenes_and_an_empty_transcript(
     assert "no audio" in item["transcript"]["note"]
 
 
+@pytest.mark.parametrize("manifest", ["hls/master.m3u8", "dash/manifest.mpd"])
+async def test_a_streamed_video_is_fetched_segment_by_segment_and_read_whole(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, sample_spec: SampleSpec, manifest: str
+) -> None:
+    """A link to an HLS or DASH manifest, as sites stream video: video and sound come as
+    separate renditions of 4 s segments, and the item is the whole video."""
+    job_id = await submit(api, f"{media_url}/{manifest}")
+    result, _ = await wait_for_result(api, job_id, timeout_s=120)
+    (item,) = result["items"]
+    assert item["state"] == "succeeded", item
+    meta = item["metadata"]
+    assert (meta["video_codec"], meta["audio_codec"]) == ("h264", "aac")
+    assert meta["duration_s"] == pytest.approx(sample_spec.total_frames / sample_spec.fps, abs=0.2)
+    cuts = [s["start_frame"] for s in item["scenes"][1:]]
+    assert len(cuts) == len(sample_spec.cut_frames)
+    assert all(abs(a - b) <= 1 for a, b in zip(cuts, sample_spec.cut_frames, strict=True))
+    heard = normalize(item["transcript"]["text"])
+    assert jiwer.wer(normalize(SPEECH_TEXT), heard) <= SAMPLE_WER_BOUND, heard
+
+
 @pytest.mark.parametrize("name", ["animated.gif", "animated.webp"])
 async def test_an_animated_image_is_read_as_a_silent_video(
     api: httpx.AsyncClient, worker: Settings, media_dir: Path, media_url: str, name: str
