@@ -40,6 +40,14 @@ class _OverQuota(Exception):
     """Raised from the progress hook when the job's workspaces pass their disk quota."""
 
 
+class _NeedsFfmpeg(Exception):
+    """Raised where yt-dlp would hand a download to FFmpeg (``native_downloads_only``)."""
+
+    def __init__(self, live: bool) -> None:
+        super().__init__("yt-dlp would fetch this stream with FFmpeg")
+        self.live = live
+
+
 class _QuietLogger:
     """Sends yt-dlp's messages to our log instead of stderr."""
 
@@ -103,14 +111,36 @@ def reuse_tls_contexts() -> None:
         common.make_ssl_context = _per_thread(make)
 
 
+def _refuse_ffmpeg_download(self: Any, filename: str, info_dict: dict[str, Any]) -> bool:
+    raise _NeedsFfmpeg(live=bool(info_dict.get("is_live")))
+
+
+def native_downloads_only() -> None:
+    """Stop yt-dlp from handing a download to FFmpeg, in this process.
+
+    yt-dlp does so whatever ``external_downloader`` says for a live stream, and for HLS
+    that its own downloader cannot read (a key method such as SAMPLE-AES). FFmpeg then
+    opens connections of its own, which the address guard of ``activities.netguard``
+    never sees, and which no size cap counts: a playlist on an allowed host whose key
+    URL named a blocked address had FFmpeg fetch it four times (a retryable failure,
+    tried again), and a live stream would never end. FFmpeg still merges the formats
+    yt-dlp fetched itself: that is a post-processor, not this downloader."""
+    from yt_dlp.downloader.external import FFmpegFD
+
+    if FFmpegFD.real_download is not _refuse_ffmpeg_download:
+        FFmpegFD.real_download = _refuse_ffmpeg_download
+
+
 def new_downloader(options: dict[str, Any]) -> YoutubeDL:
     """A fresh ``YoutubeDL`` (its own cookies, caches and connections) with yt-dlp's
     default extractors. yt-dlp works that list out again for every instance, in a
     de-duplication that is quadratic in its ~1,800 names: about 40 ms of CPU per
     instance, twice per video (resolve and download), before the video's stages start.
     The list is worked out once per process instead, and TLS contexts once per thread
-    (``reuse_tls_contexts``)."""
+    (``reuse_tls_contexts``). Downloads never go through FFmpeg
+    (``native_downloads_only``)."""
     reuse_tls_contexts()
+    native_downloads_only()
     ydl = YoutubeDL(options, auto_init=False)
     for extractor in _default_extractors():
         ydl.add_info_extractor(extractor)
@@ -184,6 +214,19 @@ def classify_download_error(
     def find(kind: type[BaseException]) -> Any:
         return next((c for c in causes if isinstance(c, kind)), None)
 
+    if (ffmpeg := find(_NeedsFfmpeg)) is not None:
+        return ApplicationError(
+            f"{stage}: {url} is a live stream; Reelscope reads recordings, so send the "
+            "link again once the stream has ended"
+            if ffmpeg.live
+            else f"{stage}: {url} is a stream that only FFmpeg could fetch (an HLS "
+            "encryption or feature yt-dlp's own downloader does not read). Reelscope "
+            "fetches with yt-dlp's own downloader only, so that every connection passes "
+            "its address checks and size limit: link the video file, or a page of a "
+            "site yt-dlp supports",
+            type=ErrorKind.UNSUPPORTED_URL,
+            non_retryable=True,
+        )
     if (too_large := find(_TooLarge)) is not None:
         return ApplicationError(
             f"{stage}: {url} is larger than the {too_large.args[0]} byte limit; "
@@ -360,11 +403,13 @@ class DownloadActivities:
         try:
             with policy.guard(), new_downloader(options) as ydl:
                 info = ydl.extract_info(input.url, download=False)
+                if (info or {}).get("is_live"):
+                    raise _NeedsFfmpeg(live=True)
                 duration = (info or {}).get("duration")
                 if duration and duration > policy.max_duration_s:
                     raise too_long(input.url, duration, policy.max_duration_s, "download")
                 info = ydl.process_ie_result(info, download=True) if info else None
-        except (DownloadError, ExtractorError, OSError, _TooLarge, _OverQuota) as exc:
+        except (DownloadError, ExtractorError, OSError, _TooLarge, _OverQuota, _NeedsFfmpeg) as exc:
             # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version.
             reraise_if_cancelled(exc)
             raise classify_download_error(input.url, exc) from None

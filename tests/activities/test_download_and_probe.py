@@ -148,6 +148,19 @@ def test_classify_download_errors(cause: BaseException, kind: str, final: bool) 
     assert (error.type, error.non_retryable) == (kind, final)
 
 
+def test_yt_dlp_never_downloads_through_ffmpeg_and_a_live_stream_is_named() -> None:
+    """yt-dlp picks FFmpeg for live streams whatever its settings say; the refusal
+    (tested on a real playlist in test_netguard) says which case a link was."""
+    from yt_dlp.downloader.external import FFmpegFD
+
+    ydl = new_downloader({"quiet": True})
+    with pytest.raises(Exception) as info:
+        FFmpegFD(ydl, ydl.params).real_download("media.mp4", {"is_live": True, "url": "x"})
+    error = classify_download_error("https://example.com/live", _wrapped(info.value))
+    assert (error.type, error.non_retryable) == ("UnsupportedUrl", True)
+    assert "is a live stream" in error.message and "once the stream has ended" in error.message
+
+
 def test_classify_http_statuses() -> None:
     class FakeResponse:
         def __init__(self, status: int) -> None:

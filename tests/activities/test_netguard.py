@@ -150,6 +150,33 @@ def test_redirect_to_a_blocked_host_is_caught_at_the_hop(
     assert result.size_bytes > 10_000
 
 
+def test_a_stream_yt_dlp_would_hand_to_ffmpeg_is_refused_before_any_fetch_of_it(
+    media_dir: Path, media_url: str, second_host_url: str, tmp_path: Path
+) -> None:
+    """An HLS playlist on an allowed host whose key (SAMPLE-AES, which yt-dlp's own
+    downloader does not read) is on a blocked one. yt-dlp hands such a playlist to
+    FFmpeg whatever its settings say, and FFmpeg fetched the key from the blocked host,
+    out of the guard's sight; now the download stops where FFmpeg would start."""
+    marker = uuid.uuid4().hex
+    playlist = (media_dir / "hls" / "stream_0.m3u8").read_text()
+    key = f'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="{second_host_url}/{marker}/key"'
+    (media_dir / "hls" / f"{marker}.m3u8").write_text(
+        playlist.replace("#EXT-X-MAP:", f"{key}\n#EXT-X-MAP:", 1)
+    )
+    allowed = policy(allowed_networks=("127.0.0.1/32",))
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            DownloadActivities(Workspaces(tmp_path / "ws"), tmp_path, allowed).download_media,
+            DownloadInput(
+                workspace=WorkspaceRef(job_id="job-hls", item_index=0),
+                url=f"{media_url}/hls/{marker}.m3u8",
+            ),
+        )
+    assert info.value.type == "UnsupportedUrl" and info.value.non_retryable, info.value
+    assert "only FFmpeg could fetch" in info.value.message
+    assert never_requested(marker)
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.mp4"])
 def test_only_http_and_https(url: str, tmp_path: Path) -> None:
     ref = WorkspaceRef(job_id="job-ssrf", item_index=0)
