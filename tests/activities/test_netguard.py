@@ -160,9 +160,9 @@ def test_a_stream_yt_dlp_would_hand_to_ffmpeg_is_refused_before_any_fetch_of_it(
     marker = uuid.uuid4().hex
     playlist = (media_dir / "hls" / "stream_0.m3u8").read_text()
     key = f'#EXT-X-KEY:METHOD=SAMPLE-AES,URI="{second_host_url}/{marker}/key"'
-    (media_dir / "hls" / f"{marker}.m3u8").write_text(
-        playlist.replace("#EXT-X-MAP:", f"{key}\n#EXT-X-MAP:", 1)
-    )
+    keyed = playlist.replace("#EXT-X-MAP:", f"{key}\n#EXT-X-MAP:", 1)
+    assert key in keyed, "the playlist has no #EXT-X-MAP line to put the key before"
+    (media_dir / "hls" / f"{marker}.m3u8").write_text(keyed)
     allowed = policy(allowed_networks=("127.0.0.1/32",))
     with pytest.raises(ApplicationError) as info:
         RecordingEnvironment().run(
