@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.progress import log
 from activities.workspace import Workspaces
-from models.jobs import ItemResult, ItemState
-from models.pipeline import CacheLookupInput, CacheLookupResult, StoreResult, StoreResultInput
+from models.errors import ErrorKind
+from models.jobs import ItemResult, ItemState, Transcript
+from models.pipeline import (
+    CacheLookupInput,
+    CacheLookupResult,
+    StoreResult,
+    StoreResultInput,
+    WorkspaceRef,
+)
 from reelscope.artifacts import (
     ArtifactStore,
     cache_keyframe_key,
@@ -64,22 +72,23 @@ class ResultActivities:
 
     @activity.defn(name="store_item_result")
     def store_item_result(self, input: StoreResultInput) -> StoreResult:
-        """Write the item's result, with its key-frame URLs, and key frames to the store,
+        """Write the item's result, with its key-frame URLs (and the transcript left in the
+        workspace, where ``input.transcript_file`` names one), and key frames to the store,
         and to the cache when it succeeded; then, if asked, remove the item's workspace.
         Runs where the workspace is (side effects: files written, and removed)."""
         ref = input.workspace
         result = _point_keyframes_at(input.result, ref.job_id, ref.item_index)
-        payload = result.model_dump_json().encode()
         key = result_key(ref.job_id, ref.item_index)
-        if (
-            input.remove_workspace
-            and not self._workspaces.path(ref).exists()
-            and self._store.read_bytes(key) == payload
-        ):
-            # An earlier attempt stored all of it and removed the files, and then its
-            # completion was lost with its worker: nothing is left to do.
-            log().info("result.already_stored", job_id=ref.job_id, item=ref.item_index)
-            return StoreResult(workspace_removed=True)
+        if input.remove_workspace and not self._workspaces.path(ref).exists():
+            stored = self._store.read_bytes(key)
+            if stored is not None and _same_result(result, stored, input.transcript_file):
+                # An earlier attempt stored all of it and removed the files, and then its
+                # completion was lost with its worker: nothing is left to do.
+                log().info("result.already_stored", job_id=ref.job_id, item=ref.item_index)
+                return StoreResult(workspace_removed=True)
+        if input.transcript_file:
+            result.transcript = self._transcript(ref, input.transcript_file)
+        payload = result.model_dump_json().encode()
         cache_key = input.cache_key if result.state == ItemState.SUCCEEDED else None
         for number, name in enumerate(input.keyframe_files):
             # Uploads can be slow (S3): each one shows the worker is alive.
@@ -103,3 +112,30 @@ class ResultActivities:
             workspace_removed=input.remove_workspace,
         )
         return StoreResult(workspace_removed=input.remove_workspace)
+
+    def _transcript(self, ref: WorkspaceRef, name: str) -> Transcript:
+        """The whole transcript the transcription step left in the workspace. A missing
+        file raises as a missing key frame does."""
+        raw = self._workspaces.file(ref, name).read_bytes()
+        try:
+            return Transcript.model_validate_json(raw)
+        except ValueError as exc:
+            raise ApplicationError(
+                f"store: the item's transcript ({name}) is unreadable "
+                f"({exc.__class__.__name__}); resubmit the link",
+                type=ErrorKind.INTERNAL,
+                non_retryable=True,
+            ) from None
+
+
+def _same_result(result: ItemResult, stored: bytes, transcript_file: str | None) -> bool:
+    """Whether ``stored`` is ``result`` as a store of it writes it: with the transcript
+    read from the workspace, where ``transcript_file`` says it was left there."""
+    if transcript_file is None:
+        return stored == result.model_dump_json().encode()
+    try:
+        kept = ItemResult.model_validate_json(stored)
+    except ValueError:
+        return False
+    whole = result.model_copy(update={"transcript": kept.transcript})
+    return stored == whole.model_dump_json().encode()

@@ -152,7 +152,8 @@ class TranscribeActivities:
             return self._transcribe_audio(input, keep_alive)
 
     def _transcribe_audio(self, input: TranscribeInput, keep_alive: KeepAlive) -> TranscribeResult:
-        """Transcribe the media's audio track. Side effect: writes transcript.jsonl."""
+        """Transcribe the media's audio track. Side effects: writes transcript.jsonl, and
+        the whole transcript to ``input.transcript_file`` where that is set."""
         model_name, _ = self._models.resolve(input.model)
         if not input.has_audio:
             return TranscribeResult(
@@ -229,4 +230,16 @@ class TranscribeActivities:
         log().info(
             "transcribe.done", segments=len(segments), audio_s=round(duration, 2), model=model_name
         )
+        if input.transcript_file:
+            # About 85 bytes a word: two and a half hours of talk at 150 words a minute
+            # would pass Temporal's 2 MB limit on a payload. The store step reads it here.
+            target = self._workspaces.file(input.workspace, input.transcript_file)
+            partial = target.with_name(target.name + ".partial")
+            partial.write_text(transcript.model_dump_json(), encoding="utf-8")
+            partial.replace(target)
+            return TranscribeResult(
+                transcript=transcript.model_copy(update={"text": "", "segments": []}),
+                model=model_name,
+                transcript_file=input.transcript_file,
+            )
         return TranscribeResult(transcript=transcript, model=model_name)

@@ -109,6 +109,11 @@ class StoreResultInput(BaseModel):
         description="Remove the item's workspace once its result is stored: the item's last "
         "step on its files, so no separate clean-up step follows.",
     )
+    transcript_file: str | None = Field(
+        None,
+        description="Workspace file holding the item's whole transcript (``TranscribeResult."
+        "transcript_file``): the store puts it in the result in place of ``result.transcript``.",
+    )
 
 
 class StoreResult(BaseModel):
@@ -249,11 +254,21 @@ class TranscribeInput(BaseModel):
     has_audio: bool = True
     model: str | None = None
     language: str | None = None
+    transcript_file: str | None = Field(
+        None,
+        description="Write the whole transcript to this workspace file, and return it "
+        "without its text and segments: a long talk's words outgrow a Temporal payload.",
+    )
 
 
 class TranscribeResult(BaseModel):
-    transcript: Transcript
+    transcript: Transcript = Field(
+        description="The transcript; with ``transcript_file`` set, only its language and note."
+    )
     model: str
+    transcript_file: str | None = Field(
+        None, description="Workspace file holding the whole transcript, where one was asked for."
+    )
 
 
 class CleanupResult(BaseModel):

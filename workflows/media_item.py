@@ -92,6 +92,11 @@ LOCAL_ROUTING = "local-routing"
 #: Patch id: from here on, storing the result also removes the workspace, and the
 #: separate clean-up step runs only when the store did not.
 STORE_REMOVES_WORKSPACE = "store-removes-workspace"
+#: Patch id: from here on, transcription leaves the whole transcript in the workspace
+#: (``TRANSCRIPT_FILE``) and the store step puts it in the result, so that no payload
+#: carries it: a long talk's words outgrow Temporal's 2 MB limit on one.
+TRANSCRIPT_IN_WORKSPACE = "transcript-in-workspace"
+TRANSCRIPT_FILE = "transcript.json"
 
 
 def presence_task_queue(host_task_queue: str) -> str:
@@ -189,6 +194,8 @@ class MediaItemWorkflow:
         self._workspace_removed = False
         #: Whether the item runs other stages than those planned for its kind.
         self._replanned = False
+        #: Where this placement's transcription left the whole transcript, if it did.
+        self._transcript_file: str | None = None
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> ItemStatus:
@@ -317,6 +324,7 @@ class MediaItemWorkflow:
         self._notes.append(note)
         self._status.stages = planned_stages(input.media.kind, input.options)
         self._replanned = False
+        self._transcript_file = None
         self._status.stage = Stage.QUEUED
         self._publish()
         return self._new_result(input)
@@ -583,11 +591,16 @@ class MediaItemWorkflow:
                     has_audio=probe.metadata.has_audio,
                     model=input.options.whisper_model,
                     language=input.options.language,
+                    transcript_file=TRANSCRIPT_FILE
+                    if workflow.patched(TRANSCRIPT_IN_WORKSPACE)
+                    else None,
                 ),
                 TranscribeResult,
                 policies.TRANSCRIBE,
                 duration,
             )
+            # An older worker ignores the request and returns the transcript whole.
+            self._transcript_file = result.transcript_file
             return result.transcript
 
         # Both branches run to the end, so clean-up never races a running stage.
@@ -669,6 +682,7 @@ class MediaItemWorkflow:
                     keyframe_files=keyframe_files,
                     cache_key=cache_key if item.state == ItemState.SUCCEEDED else None,
                     remove_workspace=removes,
+                    transcript_file=self._transcript_file if item.transcript is not None else None,
                 ),
                 queue,
                 result_type=StoreResult if removes else None,

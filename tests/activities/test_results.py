@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.results import ResultActivities
 from activities.workspace import Workspaces
-from models.jobs import ItemResult, ItemState
+from models.jobs import ItemResult, ItemState, Transcript, TranscriptSegment, TranscriptWord
 from models.pipeline import StoreResultInput, WorkspaceRef
 from reelscope.artifacts import (
     LocalArtifactStore,
@@ -79,4 +80,65 @@ def test_a_store_with_its_files_gone_and_nothing_stored_fails(
     results = ResultActivities(workspaces, store, cache_ttl_s=3600)
     with pytest.raises(FileNotFoundError):
         ActivityEnvironment().run(results.store_item_result, store_input(ref, True))
+    assert store.read_bytes(result_key(ref.job_id, ref.item_index)) is None
+
+
+TRANSCRIPT = Transcript(
+    language="en",
+    text="hello there",
+    segments=[
+        TranscriptSegment(
+            start_s=0.0,
+            end_s=1.0,
+            text="hello there",
+            words=[
+                TranscriptWord(start_s=0.0, end_s=0.4, word="hello", probability=0.9),
+                TranscriptWord(start_s=0.5, end_s=1.0, word="there", probability=0.8),
+            ],
+        )
+    ],
+)
+
+
+def store_input_with_transcript_file(ref: WorkspaceRef) -> StoreResultInput:
+    # As the workflow sends it: the transcript in the result holds only its language.
+    given = store_input(ref, remove_workspace=True)
+    given.result.transcript = Transcript(language="en")
+    given.transcript_file = "transcript.json"
+    return given
+
+
+def test_the_transcript_left_in_the_workspace_goes_into_the_stored_result(
+    workspaces: Workspaces, ref: WorkspaceRef, store: LocalArtifactStore
+) -> None:
+    folder = workspaces.create(ref)
+    (folder / "keyframe-0.jpg").write_bytes(KEYFRAME)
+    (folder / "transcript.json").write_text(TRANSCRIPT.model_dump_json())
+    results = ResultActivities(workspaces, store, cache_ttl_s=3600)
+
+    ActivityEnvironment().run(results.store_item_result, store_input_with_transcript_file(ref))
+
+    for key in (result_key(ref.job_id, ref.item_index), cache_result_key("cache-key")):
+        saved = store.read_bytes(key)
+        assert saved is not None
+        assert ItemResult.model_validate_json(saved).transcript == TRANSCRIPT
+    # The retry of an attempt that stored it all finds the same result stored.
+    again = ActivityEnvironment().run(
+        results.store_item_result, store_input_with_transcript_file(ref)
+    )
+    assert again.workspace_removed
+
+
+def test_a_store_whose_transcript_file_is_unreadable_fails_for_good(
+    workspaces: Workspaces, ref: WorkspaceRef, store: LocalArtifactStore
+) -> None:
+    folder = workspaces.create(ref)
+    (folder / "keyframe-0.jpg").write_bytes(KEYFRAME)
+    (folder / "transcript.json").write_text('{"language": "en", "segm')
+    results = ResultActivities(workspaces, store, cache_ttl_s=3600)
+
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(results.store_item_result, store_input_with_transcript_file(ref))
+
+    assert raised.value.non_retryable and "transcript.json" in raised.value.message
     assert store.read_bytes(result_key(ref.job_id, ref.item_index)) is None

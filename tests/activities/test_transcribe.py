@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.transcribe import SEGMENTS_FILE, TranscribeActivities
 from activities.workspace import Workspaces
-from models.jobs import Stage
+from models.jobs import Stage, Transcript
 from models.pipeline import ActivityProgress, TranscribeInput, WorkspaceRef
 from reelscope.sample import SPEECH_TEXT
 from tests.activities.conftest import RecordingEnvironment
@@ -81,6 +81,26 @@ def test_transcribe_resumes_after_the_heartbeated_segment(
     redone = " ".join(s.text for s in resumed.segments[1:])
     assert jiwer.wer(norm(said_after), norm(redone)) <= 0.2, (said_after, redone)
     assert env.heartbeats[-1].done == len(resumed.segments)
+
+
+def test_a_transcript_asked_for_in_a_file_is_written_there_whole_and_returned_bare(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, models: Models
+) -> None:
+    result = transcribe(
+        RecordingEnvironment(),
+        workspaces,
+        ref,
+        sample_in_workspace,
+        models,
+        transcript_file="transcript.json",
+    )
+    whole = Transcript.model_validate_json(workspaces.file(ref, "transcript.json").read_text())
+    assert jiwer.wer(norm(SPEECH_TEXT), norm(whole.text)) <= SAMPLE_WER_BOUND, whole.text
+    assert len(whole.segments) >= 2 and all(s.words for s in whole.segments)
+    # What goes back through Temporal: no words, whatever the talk's length.
+    assert result.transcript_file == "transcript.json"
+    assert result.transcript == Transcript(language=whole.language)
+    assert not list(workspaces.path(ref).glob("*.partial"))
 
 
 def test_no_audio_track_gives_an_empty_transcript_that_says_why(

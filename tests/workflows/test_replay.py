@@ -4,7 +4,9 @@ with ``python -m tests.workflows.record_histories`` when a change is deliberate)
 Histories of older workflow code stay in sub-folders, so every ``workflow.patched``
 branch keeps replaying: ``two-pass/``, before key frames came out of the scene pass;
 ``shared-routing/``, before the cache look-up and routing ran as local activities and
-before storing the result removed the workspace."""
+before storing the result removed the workspace; ``transcript-in-result/``, before the
+transcript stayed in the workspace for the store step instead of passing through
+Temporal."""
 
 from __future__ import annotations
 
