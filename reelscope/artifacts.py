@@ -54,7 +54,14 @@ def check_key(key: str) -> str:
 
 def _limits(retention_s: float, cache_ttl_s: float) -> tuple[tuple[str, float], ...]:
     """Top-level key prefixes and how long what lies under each is kept."""
-    return (("results", retention_s), ("keyframes", retention_s), ("cache", cache_ttl_s))
+    return (
+        ("results", retention_s),
+        ("keyframes", retention_s),
+        # Large Temporal payloads (``reelscope.payloads``): the histories that refer to
+        # them are a job's, and a job's results are kept as long.
+        ("payloads", retention_s),
+        ("cache", cache_ttl_s),
+    )
 
 
 class ArtifactStore(Protocol):

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     artifact_retention_s: int = Field(
         7 * 24 * 3600, description="How long results and key-frame JPEGs are kept."
     )
+    payload_offload_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="Temporal payloads of this many bytes or more (a long, text-heavy "
+        "video's scenes on their way to the store step) are kept in the artifact store "
+        "under payloads/, and Temporal holds a reference: Temporal refuses a payload over "
+        "2 MB, and a workflow task that sends one fails for ever. 0: off.",
+    )
     artifact_store: str = Field(
         "",
         description="Where results and key frames live: empty for <data_dir>/artifacts "

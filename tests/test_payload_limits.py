@@ -1,18 +1,23 @@
-"""Temporal refuses any payload over its blob size limit (2 MB by default). A long
-talk's transcript, with word timestamps, outgrows that: about 85 bytes a word, 2 MB
-at 2.5 hours of speech at 150 words a minute. These tests run an item on a dev server
-whose limit is lowered far enough that a short video's transcript would break it."""
+"""Temporal refuses any payload over its blob size limit (2 MB by default), and a
+workflow task that sends one fails for ever. A long talk's transcript, with word
+timestamps, outgrows that (about 85 bytes a word: 2 MB at 2.5 hours of speech at 150
+words a minute), and so can a long, text-heavy video's scenes on their way to the
+store step. These tests run items on a dev server whose limit is lowered so far that
+short videos meet the same fate."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models.jobs import Transcript
+from reelscope.payloads import PAYLOADS_PREFIX
+from reelscope.sample import SampleSpec
 from reelscope.settings import Settings
 from reelscope.stack import dev_server_dynamic_config_args, temporal_binary
 from tests.conftest import SAMPLE_NAME, run_ffmpeg, running_worker, serving_api, workspace_files
@@ -21,9 +26,9 @@ from worker import Models
 
 pytestmark = pytest.mark.e2e
 
-#: The lowered limit: the talk's transcript (about 19 kB) is well over it, and every
-#: other payload of its item (one scene, one key frame) well below it.
-BLOB_LIMIT_BYTES = 12_000
+#: The lowered limit. The sample's result on its way to the store step is 1.5 kB, the
+#: talk's transcript 19 kB; every other payload of their items is below it.
+BLOB_LIMIT_BYTES = 1_200
 
 
 @pytest.fixture(scope="module")
@@ -60,31 +65,61 @@ def talk(media_dir: Path) -> str:
     return name
 
 
-async def test_a_transcript_larger_than_a_temporal_payload_is_stored_whole(
-    small_blob_env: WorkflowEnvironment,
-    models: Models,
-    media_url: str,
-    talk: str,
-    tmp_path: Path,
-) -> None:
-    settings = Settings(
-        temporal_address=small_blob_env.client.service_client.config.target_host,
-        task_queue="payload-limits",
-        data_dir=tmp_path / "data",
+async def run_job(
+    env: WorkflowEnvironment, models: Models, url: str, data_dir: Path, **settings: Any
+) -> tuple[dict[str, Any], Settings]:
+    config = Settings(
+        temporal_address=env.client.service_client.config.target_host,
+        task_queue=f"payload-limits-{data_dir.name}",
+        data_dir=data_dir,
         allow_private_urls=True,
+        **settings,
     )
-    async with running_worker(settings, models), serving_api(settings) as api:
-        job_id = await submit(api, f"{media_url}/{talk}")
+    async with running_worker(config, models), serving_api(config) as api:
+        job_id = await submit(api, url)
         result, _ = await wait_for_result(api, job_id, timeout_s=240)
     assert result["state"] == "succeeded", result["items"][0]["error"]
-    (item,) = result["items"]
+    return result["items"][0], config
+
+
+async def test_a_transcript_larger_than_a_temporal_payload_is_stored_whole(
+    small_blob_env: WorkflowEnvironment, models: Models, media_url: str, talk: str, tmp_path: Path
+) -> None:
+    # Payloads are all kept in Temporal: the transcript must never be one.
+    item, settings = await run_job(
+        small_blob_env, models, f"{media_url}/{talk}", tmp_path / "talk", payload_offload_bytes=0
+    )
     transcript = Transcript.model_validate(item["transcript"])
     # No payload could have carried it.
     size = len(transcript.model_dump_json())
-    assert size > 1.5 * BLOB_LIMIT_BYTES, size
+    assert size > 10 * BLOB_LIMIT_BYTES, size
     # All of it: the speech goes on to the end.
     assert len(transcript.segments) > 20
     assert transcript.segments[-1].end_s > 0.9 * item["metadata"]["duration_s"]
     assert transcript.text == " ".join(s.text for s in transcript.segments).strip()
     assert all(segment.words for segment in transcript.segments)
     assert workspace_files(settings) == []
+
+
+async def test_a_result_larger_than_a_temporal_payload_reaches_the_store_step(
+    small_blob_env: WorkflowEnvironment,
+    models: Models,
+    media_url: str,
+    sample_spec: SampleSpec,
+    tmp_path: Path,
+) -> None:
+    # Without the artifact store's help, the workflow task that schedules the store
+    # step fails for ever, and the job never ends (checked: it hung at "ocr").
+    item, settings = await run_job(
+        small_blob_env,
+        models,
+        f"{media_url}/{SAMPLE_NAME}",
+        tmp_path / "sample",
+        payload_offload_bytes=BLOB_LIMIT_BYTES - 200,
+    )
+    assert len(item["scenes"]) == len(sample_spec.shots)
+    shown = [shot.text for shot in sample_spec.shots if shot.text]
+    read = [line["text"] for scene in item["scenes"] for line in scene["text"]]
+    assert len(read) >= len(shown), read
+    offloaded = list((settings.artifacts_dir / PAYLOADS_PREFIX).iterdir())
+    assert offloaded and all(p.stat().st_size >= BLOB_LIMIT_BYTES - 200 for p in offloaded)
