@@ -151,7 +151,7 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes,
         TranscribeActivities(
-            workspaces, models.whisper, settings.whisper_beam_size
+            workspaces, models.whisper, settings.whisper_beam_size, settings.whisper_window_s
         ).transcribe_audio,
     ]
     io: list[Callable[..., Any]] = [

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import itertools
 import re
+import shutil
+from pathlib import Path
 
 import jiwer
 import pytest
@@ -121,3 +124,33 @@ def test_unknown_model_is_a_final_typed_error(
         )
     assert info.value.type == "ModelUnavailable" and info.value.non_retryable
     assert "tiny.en" in info.value.message
+
+
+def test_audio_longer_than_a_window_is_heard_window_by_window_with_nothing_lost_or_doubled(
+    workspaces: Workspaces, ref: WorkspaceRef, media_dir: Path, models: Models
+) -> None:
+    # 80 s of speech (the sample five times), heard in windows of 30 s: the cuts fall
+    # in the middle of sentences.
+    shutil.copy(media_dir / "long.mp4", workspaces.create(ref) / "long.mp4")
+    whole = transcribe(RecordingEnvironment(), workspaces, ref, "long.mp4", models).transcript
+    activity = TranscribeActivities(workspaces, models.whisper, beam_size=1, window_s=30.0)
+    env = RecordingEnvironment()
+    windowed = env.run(
+        activity.transcribe_audio,
+        TranscribeInput(workspace=ref, media_file="long.mp4", duration_s=80.0),
+    ).transcript
+
+    said = " ".join([SPEECH_TEXT] * 5)
+    assert jiwer.wer(norm(said), norm(windowed.text)) <= SAMPLE_WER_BOUND, windowed.text
+    # As much heard as in one piece (tiny.en misspells differently around the cuts).
+    words = [w for s in windowed.segments for w in s.words]
+    assert len(words) == pytest.approx(sum(len(s.words) for s in whole.segments), abs=3)
+    # In order, and none heard twice where two windows overlap (the same word's times
+    # differ a little from one window to the next).
+    for before, after in itertools.pairwise(words):
+        assert after.start_s >= before.start_s, (before, after)
+        assert after.start_s >= before.end_s - 0.3, (before, after)
+        if after.word.lower() == before.word.lower():
+            assert after.start_s >= before.end_s, (before, after)
+    assert words[-1].end_s > 0.9 * 80.0
+    assert env.heartbeats[-1].done == len(windowed.segments)
