@@ -273,12 +273,13 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 1
     whisper_window_s: float = Field(
-        600.0,
+        300.0,
         ge=60.0,
         description="Seconds of audio transcription decodes and hears at once; longer "
         "audio goes window by window, each from the last words the one before heard "
-        "clear of its cut. Memory grows with it: an hour of speech took the worker from "
-        "0.3 GB to 1.2 GB at most in windows of 600 s, to 4.0 GB in one piece (tiny.en).",
+        "clear of its cut. Memory grows with it: an hour of speech took a process from "
+        "0.3 GB to 0.8 GB at most in windows of 300 s, 1.2 GB in windows of 600 s, 4.1 GB "
+        "in one piece (tiny.en), which was 8-12 % faster.",
     )
     whisper_threads: int = Field(
         default_factory=_whisper_threads,
