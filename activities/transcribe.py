@@ -6,7 +6,7 @@ heartbeat carries how many are safe on disk; a retry transcribes only what follo
 Audio longer than a window (``WINDOW_S``) is decoded and heard window by window, so a
 long talk takes no more memory than a short one: faster-whisper holds what it hears
 several times over (samples, the speech its VAD keeps, log-mel features), and an hour
-of speech in one piece took a process from 0.3 to 4.1 GB (0.8 GB in windows)."""
+of speech in one piece took a process from 0.3 to 4.0 GiB (0.75 GiB in windows)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ SEGMENTS_FILE = "transcript.jsonl"
 #: Seconds of already-transcribed audio replayed before the resume point on a retry.
 OVERLAP_S = 1.5
 #: Seconds of audio heard at once. An hour of speech (tiny.en, one thread) took a
-#: process from 0.3 GB to a peak of 0.8 GB and 109-113 s in windows of this size, 1.2 GB
-#: and 109 s in windows of 600 s, 4.1 GB and 100 s in one piece.
+#: process from 0.3 GiB to a peak of 0.75 GiB and 109-113 s in windows of this size,
+#: 1.2 GiB and 109 s in windows of 600 s, 3.9-4.0 GiB and 100 s in one piece.
 #: Each window starts where the last one's trusted words end, with OVERLAP_S before it.
 WINDOW_S = 300.0
 #: A window's segments ending this close to its cut are heard again in the next one: the
