@@ -3,7 +3,7 @@
 Temporal refuses a payload over its blob size limit (2 MB by default). When a workflow
 task schedules an activity with such an input, the task fails, and is retried for
 ever: the item hangs. Most of what an item passes is small, but a long, text-heavy
-video's scenes and lines (about 300 bytes a scene) could pass the limit on the way to
+video's scenes and lines (a few hundred bytes a scene) could pass the limit on the way to
 the store step. Any payload of ``Settings.payload_offload_bytes`` or more is therefore
 written to the artifact store, under ``payloads/<sha256>``, and Temporal's history
 holds a reference to it (the SDK's external storage; the Web UI shows the reference).
