@@ -99,12 +99,14 @@ class Settings(BaseSettings):
         7 * 24 * 3600, description="How long results and key-frame JPEGs are kept."
     )
     payload_offload_bytes: int = Field(
-        256 * 1024,
+        1024 * 1024,
         ge=0,
         description="Temporal payloads of this many bytes or more (a long, text-heavy "
         "video's scenes on their way to the store step) are kept in the artifact store "
         "under payloads/, and Temporal holds a reference: Temporal refuses a payload over "
-        "2 MB, and a workflow task that sends one fails for ever. 0: off.",
+        "2 MB, and a workflow task that sends one fails for ever. Below 1 MiB the Web UI "
+        "and the temporal CLI would show references where they now show a large job's "
+        "status memo (about 1 kB an item, 400 items at most). 0: off.",
     )
     artifact_store: str = Field(
         "",
