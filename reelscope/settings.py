@@ -278,8 +278,8 @@ class Settings(BaseSettings):
         300.0,
         ge=60.0,
         description="Seconds of audio transcription decodes and hears at once; longer "
-        "audio goes window by window, each from the last words the one before heard "
-        "clear of its cut. Memory grows with it: an hour of speech took a process from "
+        "audio goes window by window, each from the first word the one before did not "
+        "hear clear of its cut. Memory grows with it: an hour of speech took a process from "
         "0.3 GiB to 0.75 GiB at most in windows of 300 s, 1.2 GiB in windows of 600 s, 4 GiB "
         "in one piece (tiny.en), which was 8-12 % faster.",
     )
