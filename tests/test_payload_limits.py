@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from models.jobs import Transcript
 from reelscope.payloads import PAYLOADS_PREFIX
 from reelscope.sample import SampleSpec
 from reelscope.settings import Settings
-from reelscope.stack import dev_server_dynamic_config_args, temporal_binary
-from tests.conftest import SAMPLE_NAME, run_ffmpeg, running_worker, serving_api, workspace_files
+from tests.conftest import (
+    SAMPLE_NAME,
+    run_ffmpeg,
+    running_worker,
+    serving_api,
+    start_dev_server,
+    workspace_files,
+)
 from tests.test_end_to_end import submit, wait_for_result
 from worker import Models
 
@@ -33,17 +38,11 @@ BLOB_LIMIT_BYTES = 1_200
 
 @pytest.fixture(scope="module")
 async def small_blob_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            *dev_server_dynamic_config_args(),
-            "--dynamic-config-value",
-            f"limit.blobSize.error={BLOB_LIMIT_BYTES}",
-            "--dynamic-config-value",
-            f"limit.blobSize.warn={BLOB_LIMIT_BYTES // 2}",
-        ],
+    env = await start_dev_server(
+        "--dynamic-config-value",
+        f"limit.blobSize.error={BLOB_LIMIT_BYTES}",
+        "--dynamic-config-value",
+        f"limit.blobSize.warn={BLOB_LIMIT_BYTES // 2}",
     )
     yield env
     await env.shutdown()
