@@ -41,6 +41,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.plane import VideoPlane
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from scenedetect.backends.pyav import VideoStreamAv
 from scenedetect.detector import SceneDetector
@@ -264,7 +265,9 @@ class Sampling:
 class Picture:
     """A full-size frame as decoded: its 4:2:0 planes, or BGR for other pixel formats.
     Colour conversion and the display rotation wait for ``bgr``, which only the frames
-    written as key frames need."""
+    written as key frames need. The planes are views of the decoder's frame, which they
+    keep alive, not copies: copying every candidate took a tenth of the scene pass's
+    main thread at 1080p (docs/benchmarks.md)."""
 
     planes: tuple[np.ndarray, ...]
     #: Counter-clockwise quarter turns that show the frame upright (as ``np.rot90``).
@@ -291,23 +294,25 @@ class Picture:
         return np.ascontiguousarray(np.rot90(image, self.turns)) if self.turns else image
 
 
-def _plane(frame: av.VideoFrame, index: int, height: int, width: int) -> np.ndarray:
-    """A view of one plane of ``frame``, without the decoder's row padding: 8-bit
-    samples, or 16-bit ones for formats of more bits."""
-    plane = frame.planes[index]
-    wide = PLANAR_420.get(frame.format.name, 8) > 8
-    dtype = np.dtype("<u2") if wide else np.dtype(np.uint8)
+def _plane(plane: VideoPlane, dtype: np.dtype, height: int, width: int) -> np.ndarray:
+    """A view of one plane, without the decoder's row padding. The view holds the frame:
+    the decoder never writes into a buffer while a frame refers to it."""
     rows = np.frombuffer(memoryview(plane), dtype).reshape(-1, plane.line_size // dtype.itemsize)
     return rows[:height, :width]
 
 
 def _three_planes(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of a 4:2:0 frame's luma and half-size colour planes."""
+    """Views of a 4:2:0 frame's luma and half-size colour planes: 8-bit samples, or
+    16-bit ones for formats of more bits."""
     width, height = frame.width, frame.height
+    wide = PLANAR_420.get(frame.format.name, 8) > 8
+    dtype = np.dtype("<u2") if wide else np.dtype(np.uint8)
+    # PyAV builds the planes anew each time they are asked for.
+    luma, blue, red = frame.planes
     return (
-        _plane(frame, 0, height, width),
-        _plane(frame, 1, height // 2, width // 2),
-        _plane(frame, 2, height // 2, width // 2),
+        _plane(luma, dtype, height, width),
+        _plane(blue, dtype, height // 2, width // 2),
+        _plane(red, dtype, height // 2, width // 2),
     )
 
 
@@ -359,7 +364,7 @@ def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture |
         sampling = _sampling(frame)
         chroma = (small[0] // 2, small[1] // 2)
         image = sampling.to_bgr(cv2.resize(y, small), cv2.resize(u, chroma), cv2.resize(v, chroma))
-        kept = Picture((y.copy(), u.copy(), v.copy()), turns, sampling) if keep else None
+        kept = Picture((y, u, v), turns, sampling) if keep else None
     else:
         full = frame.to_ndarray(format="bgr24")
         image = cv2.resize(full, small)

@@ -28,6 +28,7 @@ from activities.scenes import (
     decode_threads,
     min_scene_frames,
     spans_from_cuts,
+    split_frame,
 )
 from activities.workspace import Workspaces
 from models.jobs import Stage
@@ -223,6 +224,24 @@ def test_decoding_ahead_hands_over_every_frame_in_order_and_stops_with_its_reade
             if position.frame_num == 3:
                 break
     assert not decode_threads_running()
+
+
+def test_kept_pictures_stay_as_decoded_while_the_decoder_goes_on(media_dir: Path) -> None:
+    """Kept pictures are views of the decoder's frames, not copies: decoding every later
+    frame, on two frame threads, leaves each one as it was when it was kept."""
+    stream = PlanarStream(str(media_dir / SAMPLE_NAME))
+    stream.decode_on(2)
+    kept: list[tuple[Picture, list[np.ndarray]]] = []
+    with DecodeAhead(stream) as frames:
+        for position, frame in frames:
+            _, picture = split_frame(frame, keep=position.frame_num % 10 == 0)
+            if picture is not None:
+                kept.append((picture, [plane.copy() for plane in picture.planes]))
+    assert len(kept) >= 10
+    for picture, as_kept in kept:
+        assert all(np.array_equal(a, b) for a, b in zip(picture.planes, as_kept, strict=True))
+    # The sample changes shot, so the kept pictures are not all one picture.
+    assert not all(np.array_equal(kept[0][1][0], planes[0]) for _, planes in kept)
 
 
 def test_a_decoding_failure_reaches_the_reader(media_dir: Path) -> None:
