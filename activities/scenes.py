@@ -347,6 +347,21 @@ def detector_size(width: int, height: int, turns: int) -> tuple[int, int]:
     )
 
 
+def scaled_plane(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(plane, size)``, bilinear, to the same samples. Where the plane shrinks
+    by one odd whole factor ``k`` both ways (5 from 1280x720 to the detectors' 256x144,
+    15 from 3840x2160), every bilinear sample falls on a source pixel, the middle one of
+    each ``k`` by ``k`` block, with a weight of one: taking those pixels is the same
+    result. It reads one row in ``k`` of a plane no longer in the cache, where the
+    resize reads two (docs/benchmarks.md)."""
+    height, width = plane.shape[:2]
+    factor, left = divmod(width, size[0])
+    if factor % 2 and not left and height == size[1] * factor:
+        middle = factor // 2
+        return np.ascontiguousarray(plane[middle::factor, middle::factor])
+    return cv2.resize(plane, size)
+
+
 def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture | None]:
     """The frame for the detectors (BGR at ``detector_size``, turned upright), and, if
     ``keep``, the full-size ``Picture``.
@@ -363,7 +378,9 @@ def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture |
         y, u, v = planes
         sampling = _sampling(frame)
         chroma = (small[0] // 2, small[1] // 2)
-        image = sampling.to_bgr(cv2.resize(y, small), cv2.resize(u, chroma), cv2.resize(v, chroma))
+        image = sampling.to_bgr(
+            scaled_plane(y, small), scaled_plane(u, chroma), scaled_plane(v, chroma)
+        )
         kept = Picture((y, u, v), turns, sampling) if keep else None
     else:
         full = frame.to_ndarray(format="bgr24")

@@ -27,6 +27,7 @@ from activities.scenes import (
     SceneActivities,
     decode_threads,
     min_scene_frames,
+    scaled_plane,
     spans_from_cuts,
     split_frame,
 )
@@ -382,6 +383,27 @@ PHONE_FORMATS = [
     (["-pix_fmt", "yuv420p10le"], 10, False),
     (["-pix_fmt", "yuv420p", "-vf", "scale=480:270"], 8, False),
 ]
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "size", "dtype"),
+    [
+        (1280, 720, (256, 144), np.uint8),  # by 5: taken, not resized
+        (640, 360, (128, 72), np.uint8),  # its colour planes
+        (3840, 2160, (256, 144), np.uint16),  # by 15, 10-bit samples
+        (1920, 1080, (256, 144), np.uint8),  # by 7.5: resized
+        (720, 1280, (256, 452), np.uint8),  # portrait: resized
+        (1280, 720, (256, 148), np.uint8),  # not by 5 both ways: resized
+    ],
+)
+def test_planes_scale_down_to_the_same_samples_as_opencvs_resize(
+    width: int, height: int, size: tuple[int, int], dtype: type[np.unsignedinteger]
+) -> None:
+    rng = np.random.default_rng(width)
+    # A view with the decoder's row padding, as frames hand their planes over.
+    padded = rng.integers(0, 1024 if dtype is np.uint16 else 256, (height, width + 32))
+    plane = padded.astype(dtype)[:, :width]
+    assert np.array_equal(scaled_plane(plane, size), cv2.resize(plane, size))
 
 
 @pytest.mark.parametrize(("pixel_format", "bits", "full_range"), PHONE_FORMATS)
