@@ -51,6 +51,13 @@ WINDOW_S = 300.0
 TAIL_S = 15.0
 #: Source samples FFmpeg's resampler takes at once (as faster-whisper's decode_audio).
 _RESAMPLE_GROUP = 500_000
+#: A gap in the audio's timestamps longer than this is heard as silence, so that the
+#: words after it keep their place in the video (FFmpeg's ``aresample`` fills gaps from
+#: the same 0.1 s). Shorter ones are timestamp jitter, and the audio stays contiguous.
+GAP_S = 0.1
+#: Audio before the video's first frame is left out; this much or more is told in the
+#: transcript's note. (A few hundredths are usual: encoder delay, B-frame delay.)
+LEFT_OUT_NOTED_S = 0.5
 
 
 def bundled_whisper_path() -> Path:
@@ -145,17 +152,57 @@ def _segment_after(piece: Any, clip_start: float, committed: float) -> Transcrip
     )
 
 
+def media_zero_s(container: Any) -> float | None:
+    """Where the media's time 0 is on the container's clock, in seconds: the start of the
+    video stream the scene pass reads, whose first frame is its time 0 (a cover picture
+    is no video). None for audio alone: its own first sample is time 0."""
+    import av
+
+    for stream in container.streams.video:
+        if stream.disposition & av.stream.Disposition.attached_pic:
+            continue
+        return float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    return None
+
+
+def _silence(like: Any, samples: int) -> Any:
+    """An audio frame of ``samples`` silent samples in the format, layout and rate of
+    ``like``."""
+    import av
+
+    channels = like.layout.nb_channels
+    shape = (channels, samples) if like.format.is_planar else (1, samples * channels)
+    dtype = like.to_ndarray().dtype
+    # Unsigned 8-bit audio is silent at its middle level.
+    quiet = np.full(shape, 128 if dtype == np.uint8 else 0, dtype)
+    frame = av.AudioFrame.from_ndarray(quiet, format=like.format.name, layout=like.layout.name)
+    frame.sample_rate = like.sample_rate
+    return frame
+
+
 class AudioWindows:
     """The first audio track as 16 kHz mono samples (float32, as faster-whisper's
     ``decode_audio`` gives them), read forward window by window: it holds one window,
-    plus one decoded chunk. Side effect: the file stays open until ``close``."""
+    plus one decoded chunk. Side effect: the file stays open until ``close``.
+
+    Sample ``i`` is heard at ``i / SAMPLE_RATE`` seconds of the video, on the scene
+    pass's clock: audio that starts after the video's first frame is preceded by that
+    much silence, audio before it is left out, and a gap in the audio's timestamps
+    (``GAP_S`` or more) is heard as silence. faster-whisper's own decoding joins the
+    frames end to end: audio that started 4 s into a video had each word 4 s early."""
 
     def __init__(self, path: Path) -> None:
         import av
 
         self._container = av.open(str(path), mode="r", metadata_errors="ignore")
+        self._zero_s = media_zero_s(self._container)
+        duration = self._container.duration
+        #: No gap is filled past the container's end: a damaged timestamp far ahead.
+        self._end_s = duration / av.time_base + 1.0 if duration else None
         self._chunks = self._decode()
         self._held: list[np.ndarray] = []
+        #: Seconds of audio before the video's first frame, left out.
+        self.left_out_s = 0.0
         #: Sample index of the first held sample, and one past the last.
         self._first = 0
         self._end = 0
@@ -167,8 +214,14 @@ class AudioWindows:
         resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         fifo = av.audio.fifo.AudioFifo()
 
+        # 16 kHz samples to leave out at the start: audio before the video's time 0.
+        dropped = 0
+
         def grouped() -> Iterator[Any]:
+            nonlocal dropped
             frames = self._container.decode(audio=0)
+            # Where the audio written so far ends, on the container's clock.
+            written_s: float | None = None
             while True:
                 try:
                     frame = next(frames)
@@ -176,8 +229,28 @@ class AudioWindows:
                     break
                 except av.error.InvalidDataError:  # type: ignore[attr-defined]
                     continue  # a damaged frame; the rest may decode
+                at_s = frame.time
+                if written_s is None:
+                    zero_s = self._zero_s if self._zero_s is not None else at_s
+                    written_s = zero_s if zero_s is not None else 0.0
+                    if at_s is not None and at_s < written_s:
+                        dropped = round((written_s - at_s) * SAMPLE_RATE)
+                        self.left_out_s = written_s - at_s
+                        written_s = at_s
+                if at_s is not None and at_s - written_s >= GAP_S:
+                    gap_s = at_s - written_s
+                    if self._end_s is not None:
+                        gap_s = min(gap_s, max(0.0, self._end_s - written_s))
+                    missing = round(gap_s * frame.sample_rate)
+                    while missing > 0:
+                        fifo.write(_silence(frame, min(missing, _RESAMPLE_GROUP)))
+                        missing -= _RESAMPLE_GROUP
+                        if fifo.samples >= _RESAMPLE_GROUP:
+                            yield fifo.read()
+                    written_s += gap_s
                 frame.pts = None
                 fifo.write(frame)
+                written_s += frame.samples / frame.sample_rate
                 if fifo.samples >= _RESAMPLE_GROUP:
                     yield fifo.read()
             if fifo.samples:
@@ -185,7 +258,11 @@ class AudioWindows:
 
         for frame in itertools.chain(grouped(), [None]):
             for out in resampler.resample(frame):
-                yield out.to_ndarray().reshape(-1)
+                samples = out.to_ndarray().reshape(-1)
+                if dropped:
+                    left_out = min(dropped, len(samples))
+                    samples, dropped = samples[left_out:], dropped - left_out
+                yield samples
 
     @property
     def decoded_s(self) -> float:
@@ -370,14 +447,24 @@ class TranscribeActivities:
         finally:
             audio.close()
         duration = audio.decoded_s
+        notes = [] if segments else ["no speech was detected"]
+        if audio.left_out_s >= LEFT_OUT_NOTED_S:
+            notes.append(
+                f"the audio's first {audio.left_out_s:.1f} s come before the video's first"
+                " frame, where the media's time starts, and were not transcribed"
+            )
         transcript = Transcript(
             language=language,
             text=" ".join(s.text for s in segments).strip(),
             segments=segments,
-            note=None if segments else "no speech was detected",
+            note="; ".join(notes) or None,
         )
         log().info(
-            "transcribe.done", segments=len(segments), audio_s=round(duration, 2), model=model_name
+            "transcribe.done",
+            segments=len(segments),
+            audio_s=round(duration, 2),
+            audio_left_out_s=round(audio.left_out_s, 3) or None,
+            model=model_name,
         )
         if input.transcript_file:
             # About 85 bytes a word: two and a half hours of talk at 150 words a minute

@@ -316,7 +316,9 @@ class Transcript(BaseModel):
     language: str | None = None
     text: str = ""
     segments: list[TranscriptSegment] = Field(default_factory=list)
-    note: str | None = Field(None, description="Why the transcript is empty, when it is.")
+    note: str | None = Field(
+        None, description="Why the transcript is empty, when it is; audio it leaves out."
+    )
 
 
 class ItemResult(BaseModel):

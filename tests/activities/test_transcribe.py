@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import shutil
+import statistics
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import imageio_ffmpeg
 import jiwer
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -15,7 +20,7 @@ from models.jobs import Stage, Transcript
 from models.pipeline import ActivityProgress, TranscribeInput, WorkspaceRef
 from reelscope.sample import SPEECH_TEXT
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_WER_BOUND
+from tests.conftest import SAMPLE_NAME, SAMPLE_WER_BOUND
 from worker import Models
 
 
@@ -113,6 +118,85 @@ def test_no_audio_track_gives_an_empty_transcript_that_says_why(
         RecordingEnvironment(), workspaces, ref, sample_in_workspace, models, has_audio=False
     )
     assert result.transcript.segments == [] and "no audio" in (result.transcript.note or "")
+
+
+def word_shifts(before: Transcript, after: Transcript) -> list[tuple[float, float]]:
+    """(start in ``before``, start in ``after``) of the words both heard alike, matched
+    in order. The first word of each is left out: Whisper starts it where the audio it
+    hears starts."""
+    first = [w for s in before.segments for w in s.words][1:]
+    second = [w for s in after.segments for w in s.words][1:]
+    matcher = difflib.SequenceMatcher(
+        a=[norm(w.word) for w in first], b=[norm(w.word) for w in second], autojunk=False
+    )
+    return [
+        (first[block.a + i].start_s, second[block.b + i].start_s)
+        for block in matcher.get_matching_blocks()
+        for i in range(block.size)
+    ]
+
+
+#: The sample re-muxed three ways, its streams' timestamps as they were: its audio
+#: starting 3 s after its first frame; its audio's timestamps jumping 4 s ahead at 6 s
+#: (re-encoded, in Matroska); its video starting 2 s after its audio.
+SHIFTED_AUDIO = {
+    "audio-late.mp4": ["-itsoffset", "3", "-i", "{sample}", "-map", "0:v", "-map", "1:a"],
+    "audio-gap.mkv": [
+        "-map", "0", "-c:v", "copy", "-af", "asetpts='if(gte(T,6),PTS+4/TB,PTS)'", "-c:a", "aac"
+    ],
+    "video-late.mp4": ["-itsoffset", "2", "-i", "{sample}", "-map", "1:v", "-map", "0:a"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shifted_audio(media_dir: Path) -> Path:
+    folder = media_dir / "shifted-audio"
+    folder.mkdir(exist_ok=True)
+    sample = str(media_dir / SAMPLE_NAME)
+    for name, args in SHIFTED_AUDIO.items():
+        if not (folder / name).exists():
+            how = [arg.format(sample=sample) for arg in args]
+            copy = [] if "-c:a" in how else ["-c", "copy"]
+            subprocess.run(
+                [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", sample,
+                 *how, *copy, str(folder / name)],
+                check=True,
+            )  # fmt: skip
+    return folder
+
+
+def test_words_keep_their_place_in_the_video_when_the_audio_starts_late_or_skips(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    sample_in_workspace: str,
+    shifted_audio: Path,
+    models: Models,
+) -> None:
+    """Times are the video's, from its first frame, as the scenes' are. faster-whisper
+    joins the audio's frames end to end: audio starting 3 s into the video had every
+    word 3 s early, and a 4 s gap in it moved every later word 4 s early."""
+    heard = {}
+    for name in [sample_in_workspace, *SHIFTED_AUDIO]:
+        if name != sample_in_workspace:
+            shutil.copy(shifted_audio / name, workspaces.file(ref, name))
+        heard[name] = transcribe(RecordingEnvironment(), workspaces, ref, name, models).transcript
+    sample = heard[sample_in_workspace]
+
+    def moved(name: str, where: Callable[[float], bool] = lambda t: True) -> float:
+        pairs = [(a, b) for a, b in word_shifts(sample, heard[name]) if where(a)]
+        assert len(pairs) >= 4, (name, pairs)
+        return statistics.median(b - a for a, b in pairs)
+
+    # The muxer starts AAC 1024 samples early (its priming): 2.977 s, not 3.
+    assert moved("audio-late.mp4") == pytest.approx(2.977, abs=0.25)
+    assert moved("audio-gap.mkv", lambda t: t < 5.5) == pytest.approx(0.0, abs=0.25)
+    assert moved("audio-gap.mkv", lambda t: t > 6.5) == pytest.approx(4.0, abs=0.25)
+    # Audio before the video's first frame is left out, and the note says so.
+    assert moved("video-late.mp4") == pytest.approx(-2.0, abs=0.25)
+    late = heard["video-late.mp4"]
+    assert "first 2.0 s" in (late.note or "") and late.segments
+    assert all(w.start_s >= 0 for s in late.segments for w in s.words)
+    assert heard["audio-late.mp4"].note is None and sample.note is None
 
 
 def test_unknown_model_is_a_final_typed_error(
