@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -201,6 +202,13 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+#: The prefix of yt-dlp's downloader's messages.
+_DOWNLOADER_PREFIX = re.compile(r"^\[download\]\s*(Got error:\s*)?")
+#: How yt-dlp reports a body shorter than its Content-Length (its ContentTooShortError,
+#: whose type is lost by the time the download gives up).
+_CUT_OFF = re.compile(r"(\d+) bytes read, (\d+) more expected")
+
+
 def classify_download_error(
     url: str, exc: BaseException, stage: str = "download"
 ) -> ApplicationError:
@@ -266,7 +274,16 @@ def classify_download_error(
             f"{stage}: network error fetching {url}: {transport}",
             type=ErrorKind.DOWNLOAD_FAILED,
         )
-    message = str(exc).removeprefix("ERROR: ")
+    # yt-dlp's downloader prefixes its own messages: "\r[download] Got error: ...".
+    message = _DOWNLOADER_PREFIX.sub("", str(exc).removeprefix("ERROR: ").strip())
+    if (cut := _CUT_OFF.search(message)) is not None:
+        got, missing = (int(n) for n in cut.groups())
+        return ApplicationError(
+            f"{stage}: {urlsplit(url).netloc} ended the download of {url} early, after "
+            f"{got:,} of its {got + missing:,} bytes, on every try; try again later, or "
+            "check that the server sends whole files",
+            type=ErrorKind.DOWNLOAD_FAILED,
+        )
     if "Did not get any data blocks" in message:
         return ApplicationError(
             f"{stage}: {url} answered with an empty file (0 bytes); check the link",

@@ -262,7 +262,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
 
 class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the media folder. ``/flaky/<key>/<file>`` answers 503 to the 2nd and 3rd
-    request for a key: the link resolves, then the download fails twice, then works."""
+    request for a key: the link resolves, then the download fails twice, then works.
+    ``/cut/<file>`` sends the file's full length, then half of it, and hangs up."""
 
     counts: ClassVar[dict[str, int]] = {}
     #: Every path requested, to prove a blocked fetch never arrived.
@@ -278,6 +279,15 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", urllib.parse.unquote(parts[2]))
             self.end_headers()
+            return
+        if len(parts) == 3 and parts[1] == "cut":
+            body = (Path(self.directory) / parts[2]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
             return
         if len(parts) >= 4 and parts[1] == "flaky":
             with self.lock:

@@ -132,6 +132,21 @@ def test_download_over_the_size_cap_stops_while_streaming(
     assert info.value.type == "MediaTooLarge" and info.value.non_retryable
 
 
+def test_a_download_the_server_cuts_off_says_so_and_is_retried(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, media_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            downloader(workspaces, tmp_path),
+            DownloadInput(workspace=ref, url=f"{media_url}/cut/{SAMPLE_NAME}"),
+        )
+    size = (media_dir / SAMPLE_NAME).stat().st_size
+    assert info.value.type == "DownloadFailed" and not info.value.non_retryable
+    assert f"after {size // 2:,} of its {size:,} bytes" in info.value.message
+    # yt-dlp's own prefixes and carriage returns stay out of the message.
+    assert "[download]" not in info.value.message and "\r" not in info.value.message
+
+
 def _wrapped(cause: BaseException) -> DownloadError:
     return DownloadError(f"ERROR: {cause}", exc_info=(type(cause), cause, None))
 
