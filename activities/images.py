@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 import httpx
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -51,7 +51,8 @@ class ImageActivities:
 
     def _fetch_image(self, input: FetchImageInput) -> FetchImageResult:
         """Download an image (network), refuse decompression bombs, and save it as
-        ``image.jpg`` in the workspace for OCR."""
+        ``image.jpg`` in the workspace for OCR, turned upright as its EXIF orientation
+        says."""
         check_scheme(input.url, "download")
         workspace = self._workspaces.create(input.workspace)
         raw = workspace / RAW_FILE
@@ -101,7 +102,11 @@ class ImageActivities:
                     image_format = image.format
                     # Only formats that can move (GIF, PNG, WebP, ...) have the count.
                     frames = int(getattr(image, "n_frames", 1))
-                    image.convert("RGB").save(workspace / IMAGE_FILE, "JPEG", quality=92)
+                    # A phone's photo is often stored sideways, with an EXIF tag that
+                    # says how to turn it; read as stored, its text was read sideways.
+                    upright = ImageOps.exif_transpose(image)
+                    width, height = upright.size
+                    upright.convert("RGB").save(workspace / IMAGE_FILE, "JPEG", quality=92)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ApplicationError(
                 f"probe: the image at {input.url} is too large to decode safely ({exc})",

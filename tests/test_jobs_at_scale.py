@@ -92,7 +92,8 @@ async def test_post_with_several_videos_and_an_image_link(
     api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
 ) -> None:
     """The last link is a picture with no file extension, sent as
-    application/octet-stream: it is an image item too, told by its first bytes."""
+    application/octet-stream: it is an image item too, told by its first bytes. It is
+    stored sideways, as phones store photos, and read upright as its EXIF tag says."""
     links = [f"{media_url}/post.html", f"{media_url}/caption.jpg", f"{media_url}/photo"]
     job_id = (await post(api, {"urls": links})).json()["job_id"]
     result, _ = await wait_for_result(api, job_id)
