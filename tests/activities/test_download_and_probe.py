@@ -17,11 +17,16 @@ from activities.download import (
     classify_download_error,
     new_downloader,
 )
-from activities.probe import ProbeActivities
+from activities.probe import MediaLimits, ProbeActivities
 from activities.workspace import Workspaces
 from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_NAME, make_audio_with_cover, make_second_audio_track
+from tests.conftest import (
+    SAMPLE_NAME,
+    make_audio_with_cover,
+    make_second_audio_track,
+    run_ffmpeg,
+)
 
 
 def downloader(workspaces: Workspaces, tmp_path: Path, max_bytes: int = 10**9):
@@ -265,6 +270,38 @@ def test_probe_counts_the_audio_tracks(
     assert env.run(probe, ProbeInput(workspace=ref, media_file="two.mkv")).audio_tracks == 2
     single = env.run(probe, ProbeInput(workspace=ref, media_file=sample_in_workspace))
     assert single.audio_tracks == 1
+
+
+def test_probe_reads_the_length_a_browser_recording_leaves_out(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """A browser's recording (MediaRecorder's WebM; FFmpeg's live WebM here) has no
+    length in its header. The probe reads it from the packets, and the length limit
+    holds for it: before, such a file had no duration and passed any limit."""
+    import av
+
+    recorded = workspaces.file(ref, "recorded.webm")
+    run_ffmpeg(
+        "-i", str(workspaces.file(ref, sample_in_workspace)),
+        "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus",
+        "-f", "webm", "-live", "1", str(recorded),
+    )  # fmt: skip
+    with av.open(str(recorded)) as container:
+        assert container.duration is None
+    env = RecordingEnvironment()
+    probed = env.run(
+        ProbeActivities(workspaces).probe_media,
+        ProbeInput(workspace=ref, media_file="recorded.webm"),
+    )
+    assert probed.metadata.duration_s == pytest.approx(16.0, abs=0.1)
+    assert probed.frame_count == pytest.approx(480, abs=3)
+    with pytest.raises(ApplicationError) as info:
+        env.run(
+            ProbeActivities(workspaces, MediaLimits(max_duration_s=10)).probe_media,
+            ProbeInput(workspace=ref, media_file="recorded.webm"),
+        )
+    assert info.value.type == "MediaTooLong"
+    assert "lasts more than the 10 s limit" in info.value.message
 
 
 @pytest.mark.parametrize("content", [b"", b"<html>hello</html>", b"\x00\x00\x00\x18ftypmp42" * 3])
