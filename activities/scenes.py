@@ -948,6 +948,8 @@ class SceneActivities:
         # when it opens (AV1): every frame is decoded there.
         while_still = self._skip_nonreference and step == 1 and not video.skip_fixed_at_open
         total = video.duration.frame_num if video.duration is not None else None
+        # For progress only: the probe's length where the stream gives none.
+        progress_total = total or (round(input.duration_s * fps) if input.duration_s else None)
         min_scene_len = min_scene_frames(
             input.min_scene_len_frames or self._min_scene_len_frames, fps
         )
@@ -988,9 +990,9 @@ class SceneActivities:
             report(
                 ActivityProgress(
                     stage=Stage.SCENES,
-                    fraction=min(position / total, 1.0) if total else 0.0,
+                    fraction=min(position / progress_total, 1.0) if progress_total else 0.0,
                     done=position,
-                    total=total,
+                    total=progress_total,
                     unit="frames",
                     resume=resume,
                 )

@@ -195,6 +195,11 @@ class DetectScenesInput(BaseModel):
         description="Whether the item's transcription runs at the same time; the worker "
         "sizes its decoding threads by it.",
     )
+    duration_s: float | None = Field(
+        None,
+        description="The media's length as probed, for progress where the video stream "
+        "does not give its own (a browser's WebM recording).",
+    )
 
 
 class SceneSpan(BaseModel):

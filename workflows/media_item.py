@@ -496,6 +496,7 @@ class MediaItemWorkflow:
                     transcription_beside=transcribe
                     and stages.transcript
                     and probe.metadata.has_audio,
+                    duration_s=duration,
                 ),
                 DetectScenesResult,
                 policies.SCENES,

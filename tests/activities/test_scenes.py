@@ -64,6 +64,32 @@ def test_detect_scenes_heartbeats_frames_and_finds_the_cuts(
     assert beats[-1].resume["cuts"] == cuts
 
 
+def test_a_stream_of_no_stated_length_shows_progress_by_the_probed_one(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, sample_spec: SampleSpec
+) -> None:
+    """A browser's WebM recording (FFmpeg's live WebM here) states no length: the pass
+    counts its progress against the length the probe read from its packets."""
+    source, recorded = workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "r.webm")
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source)]
+    subprocess.run(
+        [*ffmpeg, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-an",
+         "-f", "webm", "-live", "1", str(recorded)],
+        check=True,
+    )  # fmt: skip
+    seconds = sample_spec.total_frames / sample_spec.fps
+    for duration_s, total in [(None, None), (seconds, sample_spec.total_frames)]:
+        env = RecordingEnvironment()
+        result = env.run(
+            SceneActivities(workspaces, 27.0, 15).detect_scenes,
+            DetectScenesInput(workspace=ref, media_file="r.webm", duration_s=duration_s),
+        )
+        assert len(result.scenes) == len(sample_spec.cut_frames) + 1
+        beats = [b for b in env.heartbeats if b.stage == Stage.SCENES]
+        assert beats[-1].total == total
+        fractions = [b.fraction for b in beats]
+        assert fractions[-1] == (1.0 if total else 0.0) and fractions == sorted(fractions)
+
+
 def test_the_shortest_scene_is_never_longer_than_a_second() -> None:
     assert min_scene_frames(15, 30.0) == 15
     assert min_scene_frames(15, 60.0) == 15
