@@ -38,6 +38,16 @@ def _moving_picture(container: av.container.InputContainer) -> tuple[av.VideoStr
     return (moving[0] if moving else None), len(moving) < len(streams)
 
 
+def speech_track(container: av.container.InputContainer) -> av.AudioStream | None:
+    """The audio track to transcribe: the first one marked default, the one a player
+    plays, else the first. A second track (another language, a commentary) is often
+    marked so; a silent first track left unmarked once gave "no speech"."""
+    tracks = list(container.streams.audio)
+    marked = [t for t in tracks if t.disposition & av.stream.Disposition.default]
+    chosen = marked or tracks
+    return chosen[0] if chosen else None
+
+
 @dataclass(frozen=True)
 class MediaLimits:
     max_duration_s: float = 4 * 3600
@@ -98,7 +108,7 @@ class ProbeActivities:
             ) from None
         with container:
             video, cover = _moving_picture(container)
-            audio = container.streams.audio[0] if container.streams.audio else None
+            audio = speech_track(container)
             tracks = len(container.streams.audio)
             if video is None and audio is None:
                 raise corrupt(

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heap import HEAP
 from activities.priority import Transcribing
+from activities.probe import speech_track
 from activities.progress import (
     KeepAlive,
     cancellation_wins,
@@ -181,9 +182,10 @@ def _silence(like: Any, samples: int) -> Any:
 
 
 class AudioWindows:
-    """The first audio track as 16 kHz mono samples (float32, as faster-whisper's
-    ``decode_audio`` gives them), read forward window by window: it holds one window,
-    plus one decoded chunk. Side effect: the file stays open until ``close``.
+    """The audio track to transcribe (``speech_track``) as 16 kHz mono samples
+    (float32, as faster-whisper's ``decode_audio`` gives them), read forward window by
+    window: it holds one window, plus one decoded chunk. Side effect: the file stays
+    open until ``close``.
 
     Sample ``i`` is heard at ``i / SAMPLE_RATE`` seconds of the video, on the scene
     pass's clock: audio that starts after the video's first frame is preceded by that
@@ -219,7 +221,9 @@ class AudioWindows:
 
         def grouped() -> Iterator[Any]:
             nonlocal dropped
-            frames = self._container.decode(audio=0)
+            tracks = list(self._container.streams.audio)
+            track = speech_track(self._container)
+            frames = self._container.decode(audio=tracks.index(track) if track else 0)
             # Where the audio written so far ends, on the container's clock.
             written_s: float | None = None
             while True:

@@ -96,6 +96,7 @@ def make_hostile_media(folder: Path) -> None:
     )
     make_audio_with_cover(folder / SAMPLE_NAME, folder / "podcast.mp3")
     make_second_audio_track(folder / SAMPLE_NAME, folder / "two_tracks.mkv")
+    make_second_audio_track(folder / SAMPLE_NAME, folder / "speech_second.mp4", True)
     run_ffmpeg(
         "-f",
         "lavfi",
@@ -129,13 +130,16 @@ def make_streaming_copies(video: Path, folder: Path) -> None:
     )  # fmt: skip
 
 
-def make_second_audio_track(video: Path, out: Path) -> None:
+def make_second_audio_track(video: Path, out: Path, speech_second: bool = False) -> None:
     """``video`` with a second, silent audio track after its own (a commentary or
-    another language, as films and screen recordings carry)."""
+    another language, as films and screen recordings carry). ``speech_second``: the
+    silent track first, unmarked, and ``video``'s own second, marked default."""
+    order = ["1:a", "0:a"] if speech_second else ["0:a", "1:a"]
+    marks = ["-disposition:a:0", "0", "-disposition:a:1", "default"] if speech_second else []
     run_ffmpeg(
         "-i", str(video), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
-        "-map", "0:v", "-map", "0:a", "-map", "1:a", "-c:v", "copy", "-c:a", "aac",
-        "-shortest", str(out),
+        "-map", "0:v", "-map", order[0], "-map", order[1], "-c:v", "copy", "-c:a", "aac",
+        *marks, "-shortest", str(out),
     )  # fmt: skip
 
 

@@ -71,13 +71,16 @@ async def test_audio_only_gives_a_transcript_only(
     assert item["metadata"]["video_codec"] is None and item["metadata"]["has_audio"]
 
 
-async def test_a_second_audio_track_is_named_and_the_first_transcribed(
-    api: httpx.AsyncClient, worker: Settings, media_url: str
+@pytest.mark.parametrize("name", ["two_tracks.mkv", "speech_second.mp4"])
+async def test_a_second_audio_track_is_named_and_the_one_a_player_plays_transcribed(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, name: str
 ) -> None:
-    item, _ = await outcome(api, f"{media_url}/two_tracks.mkv")
+    """The speech is in the first track (Matroska marks both default), or in the second,
+    marked default after a silent, unmarked first: before, that one gave no speech."""
+    item, _ = await outcome(api, f"{media_url}/{name}")
     assert item["state"] == "succeeded", item
     assert "sunny and warm" in item["transcript"]["text"]
-    assert any("2 audio tracks; only the first" in note for note in item["notes"]), item["notes"]
+    assert any("2 audio tracks; one is transcribed" in note for note in item["notes"]), item
     assert len(item["scenes"]) == 4
 
 

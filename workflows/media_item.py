@@ -577,8 +577,9 @@ class MediaItemWorkflow:
                 return None
             if probe.audio_tracks > 1:
                 item.notes.append(
-                    f"the file holds {probe.audio_tracks} audio tracks; only the first is "
-                    "transcribed (send a file with the track you want first)"
+                    f"the file holds {probe.audio_tracks} audio tracks; one is transcribed: "
+                    "the first marked default, the one players play, else the first (send "
+                    "a file whose track you want is marked default, or first)"
                 )
             result = await self._stage(
                 ref,
