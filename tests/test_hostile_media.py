@@ -75,8 +75,8 @@ async def test_audio_only_gives_a_transcript_only(
 async def test_a_second_audio_track_is_named_and_the_one_a_player_plays_transcribed(
     api: httpx.AsyncClient, worker: Settings, media_url: str, name: str
 ) -> None:
-    """The speech is in the first track (Matroska marks both default), or in the second,
-    marked default after a silent, unmarked first: before, that one gave no speech."""
+    """The speech is in the first track, marked default, or in the second, marked
+    default after a silent, unmarked first: before, that one gave no speech."""
     item, _ = await outcome(api, f"{media_url}/{name}")
     assert item["state"] == "succeeded", item
     assert "sunny and warm" in item["transcript"]["text"]
