@@ -25,7 +25,7 @@ def corrupt(message: str) -> ApplicationError:
     return ApplicationError(message, type=ErrorKind.CORRUPT_MEDIA, non_retryable=True)
 
 
-def _moving_picture(container: av.container.InputContainer) -> tuple[av.VideoStream | None, bool]:
+def moving_picture(container: av.container.InputContainer) -> tuple[av.VideoStream | None, bool]:
     """The video stream to read, if any, and whether the file holds a cover picture.
 
     An audio file's cover art (an MP3's or M4A's, a podcast's) is a video stream of one
@@ -107,7 +107,7 @@ class ProbeActivities:
                 "check that the link points to a video"
             ) from None
         with container:
-            video, cover = _moving_picture(container)
+            video, cover = moving_picture(container)
             audio = speech_track(container)
             tracks = len(container.streams.audio)
             if video is None and audio is None:

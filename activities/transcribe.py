@@ -25,7 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heap import HEAP
 from activities.priority import Transcribing
-from activities.probe import speech_track
+from activities.probe import moving_picture, speech_track
 from activities.progress import (
     KeepAlive,
     cancellation_wins,
@@ -157,13 +157,12 @@ def media_zero_s(container: Any) -> float | None:
     """Where the media's time 0 is on the container's clock, in seconds: the start of the
     video stream the scene pass reads, whose first frame is its time 0 (a cover picture
     is no video). None for audio alone: its own first sample is time 0."""
-    import av
-
-    for stream in container.streams.video:
-        if stream.disposition & av.stream.Disposition.attached_pic:
-            continue
-        return float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-    return None
+    video, _ = moving_picture(container)
+    if video is None:
+        return None
+    if not video.start_time or video.time_base is None:
+        return 0.0
+    return float(video.start_time * video.time_base)
 
 
 def _silence(like: Any, samples: int) -> Any:

@@ -143,6 +143,15 @@ def make_second_audio_track(video: Path, out: Path, speech_second: bool = False)
     )  # fmt: skip
 
 
+def make_browser_recording(video: Path, out: Path) -> None:
+    """``video`` as a browser's recording (MediaRecorder's WebM) is written: VP8 and
+    Opus in a live WebM, whose header never gets the length."""
+    run_ffmpeg(
+        "-i", str(video), "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+        "-c:a", "libopus", "-f", "webm", "-live", "1", str(out),
+    )  # fmt: skip
+
+
 def make_audio_with_cover(video: Path, out: Path) -> None:
     """``video``'s sound with one of its frames as cover art (an attached picture), as
     podcasts and music are published: an MP3 or M4A by ``out``'s suffix; an MP4 keeps

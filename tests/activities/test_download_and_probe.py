@@ -24,8 +24,8 @@ from tests.activities.conftest import RecordingEnvironment
 from tests.conftest import (
     SAMPLE_NAME,
     make_audio_with_cover,
+    make_browser_recording,
     make_second_audio_track,
-    run_ffmpeg,
 )
 
 
@@ -281,11 +281,7 @@ def test_probe_reads_the_length_a_browser_recording_leaves_out(
     import av
 
     recorded = workspaces.file(ref, "recorded.webm")
-    run_ffmpeg(
-        "-i", str(workspaces.file(ref, sample_in_workspace)),
-        "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus",
-        "-f", "webm", "-live", "1", str(recorded),
-    )  # fmt: skip
+    make_browser_recording(workspaces.file(ref, sample_in_workspace), recorded)
     with av.open(str(recorded)) as container:
         assert container.duration is None
     env = RecordingEnvironment()

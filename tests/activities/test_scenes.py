@@ -36,7 +36,7 @@ from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, WorkspaceRef
 from reelscope.sample import SampleSpec
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_NAME
+from tests.conftest import SAMPLE_NAME, make_browser_recording
 
 
 def test_spans_from_cuts() -> None:
@@ -69,13 +69,8 @@ def test_a_stream_of_no_stated_length_shows_progress_by_the_probed_one(
 ) -> None:
     """A browser's WebM recording (FFmpeg's live WebM here) states no length: the pass
     counts its progress against the length the probe read from its packets."""
-    source, recorded = workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "r.webm")
-    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(source)]
-    subprocess.run(
-        [*ffmpeg, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-an",
-         "-f", "webm", "-live", "1", str(recorded)],
-        check=True,
-    )  # fmt: skip
+    source = workspaces.file(ref, sample_in_workspace)
+    make_browser_recording(source, workspaces.file(ref, "r.webm"))
     seconds = sample_spec.total_frames / sample_spec.fps
     for duration_s, total in [(None, None), (seconds, sample_spec.total_frames)]:
         env = RecordingEnvironment()
