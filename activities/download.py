@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import imageio_ffmpeg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,7 +24,7 @@ from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
 
 from activities.netguard import check_scheme, find_not_allowed, guard, not_allowed
-from activities.progress import cancellation_wins, log, report, reraise_if_cancelled
+from activities.progress import KeepAlive, cancellation_wins, log, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage
@@ -207,13 +208,25 @@ _DOWNLOADER_PREFIX = re.compile(r"^\[download\]\s*(Got error:\s*)?")
 #: How yt-dlp reports a body shorter than its Content-Length (its ContentTooShortError,
 #: whose type is lost by the time the download gives up).
 _CUT_OFF = re.compile(r"(\d+) bytes read, (\d+) more expected")
+#: How yt-dlp's downloader ends once its own retries (``retries``) are spent.
+_GAVE_UP = re.compile(r"Giving up after (\d+) retries")
+
+
+def _timed_out(causes: list[BaseException]) -> bool:
+    """Whether a socket read or connect ran past its time limit. By the time yt-dlp's
+    downloader gives up, only its message says so ("Read timed out.")."""
+    return any(
+        isinstance(c, TimeoutError | httpx.TimeoutException) or "timed out" in str(c).lower()
+        for c in causes
+    )
 
 
 def classify_download_error(
-    url: str, exc: BaseException, stage: str = "download"
+    url: str, exc: BaseException, stage: str = "download", timeout_s: float | None = None
 ) -> ApplicationError:
     """Turn a yt-dlp failure into a typed error a user can act on. The most specific
-    cause anywhere in the chain decides (a DNS failure arrives inside a TransportError)."""
+    cause anywhere in the chain decides (a DNS failure arrives inside a TransportError).
+    ``timeout_s``: the socket time limit the fetch ran under, named if it ran out."""
     causes = _causes(exc)
     blocked = find_not_allowed(exc)
     if blocked is not None:
@@ -250,7 +263,11 @@ def classify_download_error(
             non_retryable=True,
         )
     if (http_error := find(HTTPError)) is not None:
+        if http_error.redirect_loop:
+            return _redirect_loop(url, stage)
         return _http_error(url, http_error.status, stage)
+    if find(httpx.TooManyRedirects) is not None:
+        return _redirect_loop(url, stage)
     if find(socket.gaierror) is not None:
         return ApplicationError(
             f"{stage}: the host name {urlsplit(url).hostname!r} does not resolve; check the link",
@@ -269,13 +286,31 @@ def classify_download_error(
             type=ErrorKind.UNSUPPORTED_URL,
             non_retryable=True,
         )
+    # yt-dlp's downloader prefixes its own messages: "\r[download] Got error: ...".
+    message = _DOWNLOADER_PREFIX.sub("", str(exc).removeprefix("ERROR: ").strip())
+    if _timed_out(causes):
+        host = urlsplit(url).netloc
+        limit = f" for {timeout_s:g} s" if timeout_s else " in time"
+        if (gave_up := _GAVE_UP.search(message)) is not None:
+            # yt-dlp tried again itself, each time waiting out the limit: more tries
+            # from here would keep the user waiting minutes for the same answer.
+            return ApplicationError(
+                f"{stage}: {host} stopped sending {url}: no data came{limit}, "
+                f"{int(gave_up.group(1)) + 1} times in a row; try again later, or check "
+                "that the server is up",
+                type=ErrorKind.DOWNLOAD_FAILED,
+                non_retryable=True,
+            )
+        return ApplicationError(
+            f"{stage}: {host} did not answer {url}: no data came{limit} (retried); try "
+            "again later, or check that the server is up",
+            type=ErrorKind.DOWNLOAD_FAILED,
+        )
     if (transport := find(TransportError)) is not None:
         return ApplicationError(
             f"{stage}: network error fetching {url}: {transport}",
             type=ErrorKind.DOWNLOAD_FAILED,
         )
-    # yt-dlp's downloader prefixes its own messages: "\r[download] Got error: ...".
-    message = _DOWNLOADER_PREFIX.sub("", str(exc).removeprefix("ERROR: ").strip())
     if (cut := _CUT_OFF.search(message)) is not None:
         got, missing = (int(n) for n in cut.groups())
         return ApplicationError(
@@ -295,6 +330,15 @@ def classify_download_error(
         f"{stage}: could not fetch {url}: {message}",
         type=ErrorKind.DOWNLOAD_FAILED,
         non_retryable=not retryable,
+    )
+
+
+def _redirect_loop(url: str, stage: str) -> ApplicationError:
+    return ApplicationError(
+        f"{stage}: {url} redirects in a loop, or through too many hops to follow; check "
+        "the link, or link where it should lead",
+        type=ErrorKind.DOWNLOAD_FAILED,
+        non_retryable=True,
     )
 
 
@@ -361,14 +405,16 @@ class DownloadActivities:
     @activity.defn(name="download_media")
     def download_media(self, input: DownloadInput) -> DownloadResult:
         """See ``_download_media``; a cancel always ends it as a cancellation."""
-        with cancellation_wins():
-            return self._download_media(input)
+        with cancellation_wins(), KeepAlive() as keep_alive:
+            return self._download_media(input, keep_alive)
 
-    def _download_media(self, input: DownloadInput) -> DownloadResult:
+    def _download_media(self, input: DownloadInput, keep_alive: KeepAlive) -> DownloadResult:
         """Fetch ``input.url`` (network) into the item's workspace as ``media.<ext>``.
 
-        A retry continues a partial download: yt-dlp keeps its ``.part`` file.
-        """
+        A retry continues a partial download: yt-dlp keeps its ``.part`` file. Progress
+        is heartbeated by ``keep_alive`` while a read waits on a slow server: the
+        heartbeat timeout is for a worker that is gone, and a server that stops sending
+        runs out yt-dlp's socket time limit instead, which says so."""
         check_scheme(input.url, "download")
         workspace = self._workspaces.create(input.workspace)
         policy = self._policy
@@ -384,7 +430,7 @@ class DownloadActivities:
                 raise _TooLarge(max_bytes)
             if others + done > policy.job_disk_quota_bytes:
                 raise _OverQuota(policy.job_disk_quota_bytes)
-            report(
+            keep_alive.report(
                 ActivityProgress(
                     stage=Stage.DOWNLOAD,
                     fraction=min(done / total, 1.0) if total else 0.0,
@@ -416,7 +462,7 @@ class DownloadActivities:
             "cachedir": False,
             "continuedl": True,
         }
-        report(ActivityProgress(stage=Stage.DOWNLOAD, unit="bytes"))
+        keep_alive.report(ActivityProgress(stage=Stage.DOWNLOAD, unit="bytes"))
         try:
             with policy.guard(), new_downloader(options) as ydl:
                 info = ydl.extract_info(input.url, download=False)
@@ -429,7 +475,9 @@ class DownloadActivities:
         except (DownloadError, ExtractorError, OSError, _TooLarge, _OverQuota, _NeedsFfmpeg) as exc:
             # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version.
             reraise_if_cancelled(exc)
-            raise classify_download_error(input.url, exc) from None
+            raise classify_download_error(
+                input.url, exc, timeout_s=policy.socket_timeout_s
+            ) from None
         if info is None:
             raise ApplicationError(
                 f"download: nothing to download at {input.url}",

@@ -173,7 +173,9 @@ class ResolveActivities:
                 return looks_like_image(head, response.headers.get("content-type", ""))
         except (httpx.HTTPError, OSError) as exc:
             reraise_if_cancelled(exc)
-            raise classify_download_error(url, exc, stage="resolve") from None
+            raise classify_download_error(
+                url, exc, stage="resolve", timeout_s=self._policy.socket_timeout_s
+            ) from None
 
     @activity.defn(name="resolve_link")
     def resolve_link(self, input: ResolveInput) -> ResolveResult:
@@ -198,7 +200,9 @@ class ResolveActivities:
                 info = ydl.extract_info(input.url, download=False)
         except (DownloadError, ExtractorError, OSError) as exc:
             reraise_if_cancelled(exc)
-            raise classify_download_error(input.url, exc, stage="resolve") from None
+            raise classify_download_error(
+                input.url, exc, stage="resolve", timeout_s=self._policy.socket_timeout_s
+            ) from None
         items = [
             item
             for item in items_from_info(info or {}, input.url)

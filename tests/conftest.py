@@ -282,10 +282,17 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     return folder
 
 
+#: How long ``/stall/`` links send nothing: far past the tests' socket time limits.
+STALL_S = 20.0
+
+
 class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the media folder. ``/flaky/<key>/<file>`` answers 503 to the 2nd and 3rd
     request for a key: the link resolves, then the download fails twice, then works.
-    ``/cut/<file>`` sends the file's full length, then half of it, and hangs up."""
+    ``/cut/<file>`` sends the file's full length, then half of it, and hangs up.
+    ``/stall/<file>`` sends the file's full length and a quarter of it, then nothing
+    for ``STALL_S`` seconds, as a server that stopped sending. ``/loop/...`` redirects
+    to itself."""
 
     counts: ClassVar[dict[str, int]] = {}
     #: Every path requested, to prove a blocked fetch never arrived.
@@ -309,6 +316,22 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        if len(parts) >= 2 and parts[1] == "loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
+            return
+        if len(parts) == 3 and parts[1] == "stall":
+            body = (Path(self.directory) / parts[2]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 4])
+            self.wfile.flush()
+            time.sleep(STALL_S)
             self.close_connection = True
             return
         if len(parts) >= 4 and parts[1] == "flaky":

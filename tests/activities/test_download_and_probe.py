@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,19 @@ from activities.download import (
     new_downloader,
 )
 from activities.probe import MediaLimits, ProbeActivities
+from activities.resolve import ResolveActivities
 from activities.workspace import Workspaces
-from models.pipeline import DownloadInput, ProbeInput, WorkspaceRef
+from models.pipeline import (
+    ActivityProgress,
+    DownloadInput,
+    ProbeInput,
+    ResolveInput,
+    WorkspaceRef,
+)
 from tests.activities.conftest import RecordingEnvironment
 from tests.conftest import (
     SAMPLE_NAME,
+    STALL_S,
     make_audio_with_cover,
     make_browser_recording,
     make_second_audio_track,
@@ -150,6 +160,55 @@ def test_a_download_the_server_cuts_off_says_so_and_is_retried(
     assert f"after {size // 2:,} of its {size:,} bytes" in info.value.message
     # yt-dlp's own prefixes and carriage returns stay out of the message.
     assert "[download]" not in info.value.message and "\r" not in info.value.message
+
+
+def test_a_server_that_stops_sending_is_named_and_heartbeats_go_on_meanwhile(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+) -> None:
+    """A server that sends a quarter of the file and then nothing: the error says so
+    once yt-dlp's own tries ran out, and the activity heartbeats while each read waits
+    (without, the heartbeat timeout ended it as 'the worker may have stopped')."""
+    beats: list[tuple[float, int | None]] = []
+    env = RecordingEnvironment()
+    env.on_heartbeat = lambda *d: beats.append(
+        (time.monotonic(), ActivityProgress.model_validate(d[0]).done)
+    )
+    policy = FetchPolicy(socket_timeout_s=3, allow_private=True)
+    download = DownloadActivities(workspaces, tmp_path / "data", policy).download_media
+    started = time.monotonic()
+    with pytest.raises(ApplicationError) as info:
+        env.run(download, DownloadInput(workspace=ref, url=f"{media_url}/stall/{SAMPLE_NAME}"))
+    took = time.monotonic() - started
+    assert info.value.type == "DownloadFailed" and info.value.non_retryable
+    assert "stopped sending" in info.value.message, info.value.message
+    assert "no data came for 3 s, 3 times in a row" in info.value.message
+    assert took < STALL_S, "each read gives up after the socket time limit"
+    # Bytes came first; then, through three reads that each waited 3 s for more, the
+    # heartbeats went on about every second (yt-dlp's own hook runs once a try).
+    assert max(done or 0 for _, done in beats) > 0
+    times = [at for at, _ in beats]
+    assert times[-1] - times[0] > 6.0
+    assert max(b - a for a, b in itertools.pairwise(times)) < 2.0, times
+
+
+@pytest.mark.parametrize("stage", ["download", "resolve"])
+def test_a_redirect_loop_is_named(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path, stage: str
+) -> None:
+    loop = f"{media_url}/loop/clip.mp4"
+    with pytest.raises(ApplicationError) as info:
+        if stage == "download":
+            RecordingEnvironment().run(
+                downloader(workspaces, tmp_path), DownloadInput(workspace=ref, url=loop)
+            )
+        else:
+            policy = FetchPolicy(socket_timeout_s=10, allow_private=True)
+            RecordingEnvironment().run(
+                ResolveActivities(policy).resolve_link, ResolveInput(url=loop)
+            )
+    assert info.value.type == "DownloadFailed" and info.value.non_retryable
+    assert info.value.message.startswith(f"{stage}: ")
+    assert "redirects in a loop" in info.value.message, info.value.message
 
 
 def _wrapped(cause: BaseException) -> DownloadError:
