@@ -15,6 +15,7 @@ from models.jobs import (
     KeyFrame,
     MediaMetadata,
     Stage,
+    StageProgress,
     TextLine,
     Transcript,
 )
@@ -82,6 +83,15 @@ class ItemOutcome(BaseModel):
         None,
         description="The stages the item ran, where they differ from those planned for its "
         "kind (an animated image runs the video stages).",
+    )
+    stage: Stage | None = Field(
+        None, description="The stage the item ended in: the one that failed, or done."
+    )
+    stages_ended: list[StageProgress] | None = Field(
+        None,
+        description="Each stage as the item ended (which succeeded, which failed, and why "
+        "the last try before failed), for the job's status. None from items started by "
+        "versions before it.",
     )
 
 

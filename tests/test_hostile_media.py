@@ -21,7 +21,7 @@ async def outcome(api: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], flo
     started = time.monotonic()
     job_id = await submit(api, url, refresh=True)
     result, _ = await wait_for_result(api, job_id, timeout_s=90)
-    return result["items"][0], time.monotonic() - started
+    return {**result["items"][0], "job_id": job_id}, time.monotonic() - started
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,12 @@ async def test_hostile_files_end_in_typed_errors(
     assert item["error"]["type"] == kind, item["error"]
     assert took < 20
     assert workspace_files(worker) == []
+    # The job's status names the stage that failed, as the item's own status does.
+    job = (await api.get(f"/v1/jobs/{item['job_id']}")).json()["items"][0]
+    states = [(s["stage"], s["state"]) for s in job["stages"]]
+    assert [stage for stage, state in states if state == "failed"] == [job["stage"]], job
+    ran = states[: [stage for stage, _ in states].index(job["stage"])]
+    assert all(state == "succeeded" for _, state in ran), job
 
 
 async def test_truncated_video_gives_a_documented_partial_result(

@@ -821,6 +821,8 @@ class MediaItemWorkflow:
             cached=cached,
             error=error,
             stages=[s.stage for s in status.stages] if self._replanned else None,
+            stage=status.stage,
+            stages_ended=[s.model_copy() for s in status.stages],
         )
 
     def _mark(self, stage: Stage, state: ItemState) -> None:

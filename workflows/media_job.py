@@ -247,7 +247,11 @@ class MediaJobWorkflow:
                 )
         status.state, status.error, status.cached = outcome.state, outcome.error, outcome.cached
         status.progress = 1.0
-        if outcome.stages is not None:
+        if outcome.stages_ended is not None:
+            # Where it failed, and how far each stage got, as the item's own status says.
+            status.stages = outcome.stages_ended
+            status.stage = outcome.stage or status.stage
+        elif outcome.stages is not None:
             # An animated image ran the video stages instead of an image's.
             status.stages = [
                 StageProgress(stage=s, state=ItemState.PENDING) for s in outcome.stages
