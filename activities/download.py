@@ -212,6 +212,14 @@ _CUT_OFF = re.compile(r"(\d+) bytes read, (\d+) more expected")
 _GAVE_UP = re.compile(r"Giving up after (\d+) retries")
 
 
+def size_in_words(count: int) -> str:
+    """A byte count as a person reads it: '2 GiB', '300 MiB', '4,096 bytes'."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count:,} bytes"
+
+
 def _timed_out(causes: list[BaseException]) -> bool:
     """Whether a socket read or connect ran past its time limit. By the time yt-dlp's
     downloader gives up, only its message says so ("Read timed out.")."""
@@ -250,15 +258,16 @@ def classify_download_error(
         )
     if (too_large := find(_TooLarge)) is not None:
         return ApplicationError(
-            f"{stage}: {url} is larger than the {too_large.args[0]} byte limit; "
-            "send a shorter or lower-resolution file",
+            f"{stage}: {url} is larger than the {size_in_words(too_large.args[0])} limit "
+            "(REELSCOPE_MAX_DOWNLOAD_BYTES); send a shorter or lower-resolution file",
             type=ErrorKind.MEDIA_TOO_LARGE,
             non_retryable=True,
         )
     if (quota := find(_OverQuota)) is not None:
         return ApplicationError(
-            f"{stage}: the job's downloads passed its {quota.args[0]} byte disk quota at {url}; "
-            "send fewer or smaller files per job",
+            f"{stage}: the job's downloads passed its {size_in_words(quota.args[0])} disk "
+            f"quota (REELSCOPE_JOB_DISK_QUOTA_BYTES) at {url}; send fewer or smaller files "
+            "per job",
             type=ErrorKind.DISK_QUOTA_EXCEEDED,
             non_retryable=True,
         )
@@ -302,8 +311,8 @@ def classify_download_error(
                 non_retryable=True,
             )
         return ApplicationError(
-            f"{stage}: {host} did not answer {url}: no data came{limit} (retried); try "
-            "again later, or check that the server is up",
+            f"{stage}: {host} did not answer, or stopped sending, {url}: no data came"
+            f"{limit} (retried); try again later, or check that the server is up",
             type=ErrorKind.DOWNLOAD_FAILED,
         )
     if (transport := find(TransportError)) is not None:
@@ -489,7 +498,7 @@ class DownloadActivities:
             # yt-dlp skips, without an error, files whose declared size is over max_filesize.
             raise ApplicationError(
                 f"download: {input.url} was not saved; it is probably larger than the "
-                f"{max_bytes} byte limit",
+                f"{size_in_words(max_bytes)} limit (REELSCOPE_MAX_DOWNLOAD_BYTES)",
                 type=ErrorKind.MEDIA_TOO_LARGE,
                 non_retryable=True,
             )

@@ -14,8 +14,13 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.download import FetchPolicy, _http_error
-from activities.netguard import check_scheme, find_not_allowed, not_allowed
+from activities.download import (
+    FetchPolicy,
+    _http_error,
+    classify_download_error,
+    size_in_words,
+)
+from activities.netguard import check_scheme
 from activities.progress import cancellation_wins, log, report, reraise_if_cancelled
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -72,7 +77,8 @@ class ImageActivities:
                         if size > self._max_bytes:
                             raise ApplicationError(
                                 f"download: the image at {input.url} is larger than the "
-                                f"{self._max_bytes} byte limit",
+                                f"{size_in_words(self._max_bytes)} limit "
+                                "(REELSCOPE_MAX_DOWNLOAD_BYTES)",
                                 type=ErrorKind.MEDIA_TOO_LARGE,
                                 non_retryable=True,
                             )
@@ -80,13 +86,7 @@ class ImageActivities:
                         report(ActivityProgress(stage=Stage.DOWNLOAD, done=size, unit="bytes"))
         except (httpx.HTTPError, OSError) as exc:
             reraise_if_cancelled(exc)
-            blocked = find_not_allowed(exc)
-            if blocked is not None:
-                raise not_allowed(input.url, blocked, "download") from None
-            raise ApplicationError(
-                f"download: could not fetch the image at {input.url}: {exc}",
-                type=ErrorKind.DOWNLOAD_FAILED,
-            ) from None
+            raise classify_download_error(input.url, exc, timeout_s=self._timeout_s) from None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -18,6 +18,7 @@ from activities.download import (
     FetchPolicy,
     classify_download_error,
     new_downloader,
+    size_in_words,
 )
 from activities.probe import MediaLimits, ProbeActivities
 from activities.resolve import ResolveActivities
@@ -209,6 +210,19 @@ def test_a_redirect_loop_is_named(
     assert info.value.type == "DownloadFailed" and info.value.non_retryable
     assert info.value.message.startswith(f"{stage}: ")
     assert "redirects in a loop" in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize(
+    ("count", "words"),
+    [
+        (2 * 1024**3, "2 GiB"),
+        (1536 * 1024**2, "1.5 GiB"),
+        (300 * 1024**2, "300 MiB"),
+        (4096, "4,096 bytes"),
+    ],
+)
+def test_sizes_in_messages_read_as_a_person_writes_them(count: int, words: str) -> None:
+    assert size_in_words(count) == words
 
 
 def _wrapped(cause: BaseException) -> DownloadError:

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import av
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.download import FetchPolicy
 from activities.images import IMAGE_FILE, RAW_FILE, TRANSCODED_ANIMATION, ImageActivities
 from activities.workspace import Workspaces
 from models.pipeline import FetchImageInput, FetchImageResult, WorkspaceRef
 from tests.activities.conftest import RecordingEnvironment
+from tests.conftest import SAMPLE_NAME
 
 
 def fetch(workspaces: Workspaces, ref: WorkspaceRef, url: str) -> FetchImageResult:
@@ -74,3 +76,32 @@ def test_an_animation_whose_frames_cannot_be_read_is_read_from_its_first_frame(
     assert "webp image is animated (60 frames)" in note and "only the first frame" in note
     assert "No space left on device" in note
     assert sorted(p.name for p in workspaces.file(ref, ".").iterdir()) == [IMAGE_FILE]
+
+
+def test_an_image_server_that_stops_sending_is_named(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str
+) -> None:
+    policy = FetchPolicy(socket_timeout_s=1, allow_private=True)
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            ImageActivities(workspaces, policy, 10**8).fetch_image,
+            FetchImageInput(workspace=ref, url=f"{media_url}/stall/caption.jpg"),
+        )
+    # One read per try here: the activity's retries are the ones left.
+    assert info.value.type == "DownloadFailed" and not info.value.non_retryable
+    assert "stopped sending" in info.value.message, info.value.message
+    assert "no data came for 1 s" in info.value.message
+
+
+def test_an_image_over_the_size_limit_names_the_limit_and_its_setting(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str
+) -> None:
+    policy = FetchPolicy(socket_timeout_s=10, allow_private=True, max_bytes=200_000)
+    with pytest.raises(ApplicationError) as info:
+        RecordingEnvironment().run(
+            ImageActivities(workspaces, policy, 10**8).fetch_image,
+            FetchImageInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
+        )
+    assert info.value.type == "MediaTooLarge"
+    message = info.value.message
+    assert "larger than the 200,000 bytes limit (REELSCOPE_MAX_DOWNLOAD_BYTES)" in message
