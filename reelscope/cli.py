@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,41 @@ class _QuietServer(http.server.ThreadingHTTPServer):
         # A client that hangs up early (yt-dlp reads headers, then closes) is normal.
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+
+class _FilesHandler(_QuietHandler):
+    """Serves the files in ``server.files`` (URL path → file) and answers 404 to any
+    other path: nothing else of the folders they are in is reachable."""
+
+    server: _FilesServer
+
+    def translate_path(self, path: str) -> str:
+        found = self.server.files.get(urllib.parse.urlsplit(path).path)
+        # A path in no folder, so that the handler answers 404.
+        return str(found) if found is not None else "/nonexistent/reelscope"
+
+
+class _FilesServer(_QuietServer):
+    files: dict[str, Path]
+
+
+def serve_files(files: list[Path]) -> tuple[http.server.ThreadingHTTPServer, list[str]]:
+    """Serve ``files``, and only them, on a free loopback port, in a daemon thread
+    (network: loopback); returns the server and each file's URL, in order. Each URL
+    ends with the file's name, which becomes the item's title, after a token of the
+    file's path, size and time of change: results are cached by link, and a file changed
+    since, served again on a port used before, must not get the old one."""
+    server = _FilesServer(("127.0.0.1", 0), _FilesHandler)
+    server.files = {}
+    url_paths = []
+    for path in (f.resolve() for f in files):
+        facts = path.stat()
+        token = hashlib.sha256(f"{path}|{facts.st_size}|{facts.st_mtime_ns}".encode()).hexdigest()
+        url_paths.append(f"/{token[:16]}/{urllib.parse.quote(path.name)}")
+        server.files[url_paths[-1]] = path
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    return server, [base + url_path for url_path in url_paths]
 
 
 def serve_folder(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:

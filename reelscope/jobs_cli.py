@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from rich.console import Console
@@ -87,7 +88,8 @@ def watch(api: Api, job_id: str) -> dict[str, Any]:
         while True:
             status = api.json("GET", f"/v1/jobs/{job_id}")
             for item in status["items"]:
-                name = (item.get("media_url") or item["source_url"]).rsplit("/", 1)[-1][:40]
+                link = item.get("media_url") or item["source_url"]
+                name = unquote(link.rsplit("/", 1)[-1])[:40]
                 label = f"item {item['index']} {item.get('kind') or ''} {name}"
                 if item["index"] not in bars:
                     bars[item["index"]] = progress.add_task(label, total=100, stage="")
@@ -144,7 +146,57 @@ def show_result(api: Api, job_id: str, args: argparse.Namespace) -> int:
     return 0 if result["state"] == "succeeded" else 1
 
 
+#: API hosts whose worker runs on this machine, so that it can fetch what the CLI serves.
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def local_files(args: list[str], api_url: str) -> list[Path | None]:
+    """For each argument, the file on this machine it names (None: it is a link). Raises
+    ``ApiError`` for an argument that is neither, and for files where the API's worker
+    would not be on this machine to fetch them."""
+    found: list[Path | None] = []
+    for arg in args:
+        if "://" in arg:
+            found.append(None)
+            continue
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise ApiError(
+                f"{arg!r} is neither a link (it needs http:// or https://) nor a file on "
+                "this machine"
+            )
+        found.append(path)
+    if any(found) and urlsplit(api_url).hostname not in _LOOPBACK_HOSTS:
+        raise ApiError(
+            f"{next(p for p in found if p)} is a file on this machine, and the API at "
+            f"{api_url} is elsewhere: its workers cannot fetch files from here. Put the "
+            "file where they can (a web server, object storage) and pass its link"
+        )
+    return found
+
+
 def cmd_process(args: argparse.Namespace, api: Api) -> int:
+    """Submit the links, files on this machine served to the worker as links of their
+    own (network: a loopback HTTP server for as long as the command watches the job)."""
+    files = local_files(args.urls, api.base_url)
+    if not any(files):
+        return _process(args, api, args.urls, [])
+    from reelscope.cli import serve_files
+
+    server, served = serve_files([f for f in files if f])
+    links = iter(served)
+    urls = [next(links) if f else url for url, f in zip(args.urls, files, strict=True)]
+    if not args.wait:
+        console.print("serving the local files until the job ends (as with --wait)")
+        args.wait = True
+    try:
+        return _process(args, api, urls, served)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _process(args: argparse.Namespace, api: Api, urls: list[str], served: list[str]) -> int:
     options: dict[str, Any] = {}
     if args.refresh:
         options["refresh"] = True
@@ -152,7 +204,7 @@ def cmd_process(args: argparse.Namespace, api: Api) -> int:
         options["ocr_engine"] = args.ocr_engine
     if args.whisper_model:
         options["whisper_model"] = args.whisper_model
-    body: dict[str, Any] = {"urls": args.urls} if len(args.urls) > 1 else {"url": args.urls[0]}
+    body: dict[str, Any] = {"urls": urls} if len(urls) > 1 else {"url": urls[0]}
     if options:
         body["options"] = options
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
@@ -163,7 +215,7 @@ def cmd_process(args: argparse.Namespace, api: Api) -> int:
         print(job_id)
         return 0
     try:
-        watch(api, job_id)
+        status = watch(api, job_id)
     except KeyboardInterrupt:
         if args.cancel_on_interrupt:
             api.call("DELETE", f"/v1/jobs/{job_id}")
@@ -172,8 +224,20 @@ def cmd_process(args: argparse.Namespace, api: Api) -> int:
             console.print(
                 f"\nstopped watching; {job_id} keeps running. "
                 f"`reelscope status {job_id}`, `reelscope cancel {job_id}`"
+                + ("; its local files are no longer served" if served else "")
             )
         return 130
+    refused = [
+        item
+        for item in status["items"]
+        if item["source_url"] in served and (item.get("error") or {}).get("type") == "UrlNotAllowed"
+    ]
+    if refused:
+        console.print(
+            "the worker does not fetch from this machine's loopback address, where the "
+            "local files are served: start the stack with `reelscope up "
+            "--allow-private-urls` (local use only) to process files"
+        )
     return show_result(api, job_id, args)
 
 
@@ -234,8 +298,16 @@ def add_parsers(sub: Any) -> None:
         group.add_argument("--json", action="store_true", help="Print the result as JSON.")
         group.add_argument("--srt", action="store_true", help="Print subtitles (SRT).")
 
-    process = with_api(sub.add_parser("process", help="Submit links; --wait to watch."))
-    process.add_argument("urls", nargs="+", metavar="URL")
+    process = with_api(
+        sub.add_parser("process", help="Submit links or files on this machine; --wait to watch.")
+    )
+    process.add_argument(
+        "urls",
+        nargs="+",
+        metavar="URL",
+        help="A link, or a file on this machine: served to a worker on this machine (a "
+        "stack started with `reelscope up --allow-private-urls`) while the command runs.",
+    )
     process.add_argument("--wait", action="store_true", help="Show progress, then the result.")
     process.add_argument(
         "--cancel-on-interrupt",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -75,3 +77,26 @@ async def test_srt_output_and_errors_a_user_can_act_on(
     assert code == 2 and "NotFound: no job 'job-nope'" in err
     code, _, err = await reelscope("status", "job-x", "--api", "http://127.0.0.1:9")
     assert code == 2 and "cannot reach the Reelscope API at http://127.0.0.1:9" in err
+
+
+async def test_a_file_on_this_machine_is_served_to_the_worker_while_the_command_runs(
+    api: httpx.AsyncClient, worker: Settings, media_dir: Path, tmp_path: Path
+) -> None:
+    base = str(api.base_url)
+    clip = tmp_path / "my clip.mp4"
+    shutil.copy(media_dir / SAMPLE_NAME, clip)
+    code, out, err = await reelscope("process", str(clip), "--json", "--api", base)
+    assert code == 0, err
+    assert "serving the local files until the job ends" in err  # it waited unasked
+    item = json.loads(out)["items"][0]
+    assert item["state"] == "succeeded" and len(item["scenes"]) == 4
+    assert item["metadata"]["title"] == "my clip"
+    assert item["source_url"].startswith("http://127.0.0.1:")
+
+    code, _, err = await reelscope("process", str(tmp_path / "nope.mp4"), "--api", base)
+    assert code == 2 and "neither a link" in err
+    code, _, err = await reelscope("process", "example.com/clip.mp4", "--api", base)
+    assert code == 2 and "neither a link" in err
+    # A worker elsewhere could not fetch it: said before anything is submitted.
+    code, _, err = await reelscope("process", str(clip), "--api", "http://192.0.2.1:8000")
+    assert code == 2 and "the API at http://192.0.2.1:8000 is elsewhere" in " ".join(err.split())
