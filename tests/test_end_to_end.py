@@ -262,6 +262,34 @@ async def test_stage_switches_skip_work(
     assert stages == ["download", "probe", "transcribe"]
 
 
+async def test_a_failed_transcription_keeps_the_scenes_and_their_text(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    """The item fails, and says why, but what its vision stages found is kept, key
+    frames included; the job's status names transcription as the stage that failed,
+    though the vision stages ran on after it."""
+    job_id = await submit(api, f"{media_url}/{SAMPLE_NAME}", whisper_model="no-such-model")
+    result, statuses = await wait_for_result(api, job_id)
+    (item,) = result["items"]
+    assert item["state"] == "failed" and item["error"]["type"] == "ModelUnavailable"
+    assert item["transcript"] is None
+    assert len(item["scenes"]) == 4
+    texts = [normalize(t["text"]) for s in item["scenes"] for t in s["text"]]
+    assert normalize("OPEN SOURCE VIDEO") in texts
+    keyframe = await api.get(item["scenes"][0]["keyframes"][0]["url"])
+    assert keyframe.status_code == 200 and keyframe.content[:2] == b"\xff\xd8"
+    status = statuses[-1]["items"][0]
+    assert status["stage"] == "transcribe", status
+    assert {s["stage"]: s["state"] for s in status["stages"]} == {
+        "download": "succeeded",
+        "probe": "succeeded",
+        "scenes": "succeeded",
+        "keyframes": "succeeded",
+        "ocr": "succeeded",
+        "transcribe": "failed",
+    }
+
+
 async def test_private_addresses_are_refused_by_default(
     api: httpx.AsyncClient, settings: Settings, models: Models, media_url: str
 ) -> None:

@@ -196,6 +196,9 @@ class MediaItemWorkflow:
         self._replanned = False
         #: Where this placement's transcription left the whole transcript, if it did.
         self._transcript_file: str | None = None
+        #: This placement's key-frame files, once its vision stages ended: a failed item
+        #: keeps them when transcription failed.
+        self._keyframe_files: list[str] = []
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> ItemStatus:
@@ -270,6 +273,7 @@ class MediaItemWorkflow:
                         queue, keyframe_files = None, []
                         continue
                     item.state, item.error = ItemState.FAILED, failed.error
+                    keyframe_files = self._keyframe_files
                 lost = await self._store(ref, queue, item, keyframe_files, cache_key, last_try)
                 if lost and item.state == ItemState.SUCCEEDED and not last_try:
                     item = self._start_over(input, queue, "store")
@@ -325,6 +329,7 @@ class MediaItemWorkflow:
         self._status.stages = planned_stages(input.media.kind, input.options)
         self._replanned = False
         self._transcript_file = None
+        self._keyframe_files = []
         self._status.stage = Stage.QUEUED
         self._publish()
         return self._new_result(input)
@@ -605,14 +610,18 @@ class MediaItemWorkflow:
             self._transcript_file = result.transcript_file
             return result.transcript
 
-        # Both branches run to the end, so clean-up never races a running stage.
+        # Both branches run to the end, so clean-up never races a running stage. A branch
+        # that ended keeps its part of the result when the other failed: a broken audio
+        # track still leaves the scenes and their text, and the reverse.
         scenes, transcript = await asyncio.gather(vision(), speech(), return_exceptions=True)
+        if not isinstance(scenes, BaseException):
+            item.scenes = scenes
+            self._keyframe_files = keyframe_files
+        if not isinstance(transcript, BaseException):
+            item.transcript = transcript
         for outcome in (scenes, transcript):
             if isinstance(outcome, BaseException):
                 raise outcome
-        assert not isinstance(scenes, BaseException)
-        assert not isinstance(transcript, BaseException)
-        item.scenes, item.transcript = scenes, transcript
         return keyframe_files
 
     async def _stage(
@@ -806,6 +815,10 @@ class MediaItemWorkflow:
         status.state, status.error, status.cached = state, error, cached
         if state == ItemState.SUCCEEDED:
             status.stage = Stage.DONE
+        failed = [s.stage for s in status.stages if s.state == ItemState.FAILED]
+        if state == ItemState.FAILED and failed:
+            # Not the vision stage that went on beside a failed transcription.
+            status.stage = failed[0]
         status.progress = 1.0
         for stage in status.stages:
             if state == ItemState.CANCELLED and stage.state in (
