@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import httpx
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -26,6 +27,10 @@ from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import MediaMetadata, Stage
 from models.pipeline import ActivityProgress, FetchImageInput, FetchImageResult
+
+# Phones' photos are HEIC (HEVC pictures in HEIF): Pillow reads them through
+# pillow-heif, which turns them upright as their rotation says.
+register_heif_opener()
 
 #: A frame's time where an animated image gives none (browsers show such frames for
 #: about 0.1 s).
@@ -101,7 +106,9 @@ class ImageActivities:
                         )
                     image_format = image.format
                     # Only formats that can move (GIF, PNG, WebP, ...) have the count.
-                    frames = int(getattr(image, "n_frames", 1))
+                    # A HEIF file's pictures are a collection (a burst, a depth map's
+                    # companions), not frames: its primary picture is read.
+                    frames = int(getattr(image, "n_frames", 1)) if image_format != "HEIF" else 1
                     # A phone's photo is often stored sideways, with an EXIF tag that
                     # says how to turn it; read as stored, its text was read sideways.
                     upright = ImageOps.exif_transpose(image)

@@ -168,22 +168,29 @@ def make_audio_with_cover(video: Path, out: Path) -> None:
     cover.unlink()
 
 
-def make_caption_image(path: Path, text: str, sideways: bool = False) -> None:
-    """A 960x540 picture with ``text`` across it. ``sideways``: stored as a phone stores
-    a photo taken turned, its pixels a quarter turn round (540x960) and an EXIF
-    orientation (6: turn a quarter clockwise to show it) saying so."""
+def make_caption_image(path: Path, text: str, sideways: bool = False, fmt: str = "JPEG") -> None:
+    """A 960x540 picture with ``text`` across it, as JPEG or (``fmt="HEIF"``) as an
+    iPhone's HEIC. ``sideways``: stored as a phone stores a photo taken turned, its
+    pixels a quarter turn round (540x960) and an EXIF orientation (6: turn a quarter
+    clockwise to show it) saying so; in HEIF, pillow-heif stores that as the picture's
+    rotation."""
+    import pillow_heif
     from PIL import Image, ImageDraw, ImageFont
 
     image = Image.new("RGB", (960, 540), (40, 40, 90))
     ImageDraw.Draw(image).text(
         (120, 230), text, font=ImageFont.load_default(size=64), fill=(255, 255, 255)
     )
-    if not sideways:
-        image.save(path, "JPEG", quality=92)
-        return
     exif = Image.Exif()
-    exif[0x0112] = 6  # Orientation
-    image.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", quality=92, exif=exif.tobytes())
+    if sideways:
+        exif[0x0112] = 6  # Orientation
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    if fmt == "HEIF":
+        # Written without registering pillow-heif with Pillow: the tests' workers run in
+        # this process, and must read HEIC because the worker registers it.
+        pillow_heif.from_pillow(image).save(path, quality=92, exif=exif.tobytes())
+    else:
+        image.save(path, fmt, quality=92, exif=exif.tobytes())
 
 
 #: An animated GIF's shots: (seconds, background, caption or None), 10 frames a second.
@@ -259,6 +266,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     # server sends them as application/octet-stream. The photo is stored sideways, with
     # the EXIF orientation that turns it upright.
     make_caption_image(folder / "photo", CAPTION_IMAGE_TEXT, sideways=True)
+    make_caption_image(folder / "photo.heic", CAPTION_IMAGE_TEXT, sideways=True, fmt="HEIF")
     (folder / "clip").write_bytes((folder / SAMPLE_NAME).read_bytes())
     make_hostile_media(folder)
     make_streaming_copies(folder / SAMPLE_NAME, folder)

@@ -93,8 +93,14 @@ async def test_post_with_several_videos_and_an_image_link(
 ) -> None:
     """The last link is a picture with no file extension, sent as
     application/octet-stream: it is an image item too, told by its first bytes. It is
-    stored sideways, as phones store photos, and read upright as its EXIF tag says."""
-    links = [f"{media_url}/post.html", f"{media_url}/caption.jpg", f"{media_url}/photo"]
+    stored sideways, as phones store photos, and read upright as its EXIF tag says. So
+    is an iPhone's HEIC photo after it."""
+    links = [
+        f"{media_url}/post.html",
+        f"{media_url}/caption.jpg",
+        f"{media_url}/photo",
+        f"{media_url}/photo.heic",
+    ]
     job_id = (await post(api, {"urls": links})).json()["job_id"]
     result, _ = await wait_for_result(api, job_id)
     assert result["state"] == "succeeded", result
@@ -104,12 +110,14 @@ async def test_post_with_several_videos_and_an_image_link(
         ("video", "silent.mp4"),
         ("image", "caption.jpg"),
         ("image", "photo"),
+        ("image", "photo.heic"),
     ]
     assert [i["source_url"] for i in result["items"]][:2] == [f"{media_url}/post.html"] * 2
 
-    video, _, image, photo = result["items"]
+    video, _, image, photo, heic = result["items"]
     assert len(video["scenes"]) == 4 and "sunny" in video["transcript"]["text"]
-    for picture in (image, photo):
+    assert heic["metadata"]["video_codec"] == "heif"
+    for picture in (image, photo, heic):
         assert picture["scenes"] == [] and picture["transcript"] is None
         assert [words(t["text"]) for t in picture["text"]] == [CAPTION_IMAGE_TEXT]
         assert picture["metadata"]["width"] == 960 and picture["metadata"]["height"] == 540
