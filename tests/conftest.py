@@ -317,29 +317,23 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", urllib.parse.unquote(parts[2]))
             self.end_headers()
             return
-        if len(parts) == 3 and parts[1] == "cut":
-            body = (Path(self.directory) / parts[2]).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2])
-            self.close_connection = True
-            return
         if len(parts) >= 2 and parts[1] == "loop":
             self.send_response(302)
             self.send_header("Location", self.path)
             self.end_headers()
             return
-        if len(parts) == 3 and parts[1] == "stall":
+        if len(parts) == 3 and parts[1] in ("cut", "stall"):
+            # The whole file's length, then part of it: hung up on, or then nothing.
+            stall = parts[1] == "stall"
             body = (Path(self.directory) / parts[2]).read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", "video/mp4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[: len(body) // 4])
-            self.wfile.flush()
-            time.sleep(STALL_S)
+            self.wfile.write(body[: len(body) // (4 if stall else 2)])
+            if stall:
+                self.wfile.flush()
+                time.sleep(STALL_S)
             self.close_connection = True
             return
         if len(parts) >= 4 and parts[1] == "flaky":
