@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -46,6 +47,22 @@ def speech_track(container: av.container.InputContainer) -> av.AudioStream | Non
     marked = [t for t in tracks if t.disposition & av.stream.Disposition.default]
     chosen = marked or tracks
     return chosen[0] if chosen else None
+
+
+#: Sample aspect ratios beyond these are taken for a broken header, not a picture meant
+#: to be shown four times wider or narrower than it is stored.
+SANE_SAMPLE_ASPECT = (Fraction(1, 4), Fraction(4))
+
+
+def displayed_width(width: int, sample_aspect: Fraction | None) -> int:
+    """The width a player shows a frame stored ``width`` pixels wide at, given the
+    stream's sample (pixel) aspect ratio: a DVD's 720x480 with 32:27 shows 853 wide, as
+    16:9. Players keep the height and scale the width; so does this. An unknown (None or
+    0:1) or implausible ratio leaves the width as stored."""
+    low, high = SANE_SAMPLE_ASPECT
+    if not sample_aspect or not low <= sample_aspect <= high:
+        return width
+    return max(1, round(width * sample_aspect))
 
 
 @dataclass(frozen=True)
@@ -139,6 +156,13 @@ class ProbeActivities:
                     raise corrupt(f"probe: the video stream does not decode ({exc})") from None
                 if first is None:
                     raise corrupt("probe: the video stream holds no decodable frame")
+                # The metadata gives the picture as a player shows it, as key frames
+                # are written: widened by the pixels' aspect ratio, turned upright.
+                if width and height:
+                    ratio = video.sample_aspect_ratio
+                    shown = displayed_width(width, Fraction(ratio) if ratio else None)
+                    turned = int(first.rotation) % 180
+                    width, height = (height, shown) if turned else (shown, height)
             if duration and duration > self._limits.max_duration_s:
                 # Read from packets, the length is known only as far as past the limit.
                 lasts = f"{duration:.0f} s, over" if declared else "more than"

@@ -34,6 +34,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
@@ -53,6 +54,7 @@ from temporalio.exceptions import ApplicationError
 from activities.frames import candidate_frames, grey_sharpness
 from activities.heap import HEAP
 from activities.priority import run_lowered
+from activities.probe import displayed_width
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
@@ -288,9 +290,15 @@ class Picture:
             return Sampling(self.sampling.bits).limited_8bit(self.planes[0], chroma=False)
         return cv2.cvtColor(self.planes[0], cv2.COLOR_BGR2GRAY)
 
-    def bgr(self) -> np.ndarray:
-        """The frame in BGR, turned upright."""
+    def bgr(self, sample_aspect: Fraction | None = None) -> np.ndarray:
+        """The frame in BGR as a player shows it: widened or narrowed by the stream's
+        ``sample_aspect`` ratio (``displayed_width``), then turned upright."""
         image = self.sampling.to_bgr(*self.planes) if len(self.planes) == 3 else self.planes[0]
+        height, width = image.shape[:2]
+        shown = displayed_width(width, sample_aspect)
+        if shown != width:
+            shrink = cv2.INTER_AREA if shown < width else cv2.INTER_LINEAR
+            image = cv2.resize(image, (shown, height), interpolation=shrink)
         return np.ascontiguousarray(np.rot90(image, self.turns)) if self.turns else image
 
 
@@ -496,6 +504,12 @@ class PlanarStream(VideoStreamAv):
     def decoded(self) -> av.VideoFrame | None:
         """The frame the last ``read`` decoded."""
         return self._frame
+
+    @property
+    def sample_aspect(self) -> Fraction | None:
+        """The stream's sample (pixel) aspect ratio, or None where it states none."""
+        ratio = self._video_stream.sample_aspect_ratio
+        return Fraction(ratio) if ratio else None
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -980,7 +994,11 @@ class SceneActivities:
             out_dir.mkdir(exist_ok=True)
             # The scene open at the resume point lost its samples with the last attempt:
             # its key frame comes from the part decoded from here on.
-            collector = KeyframeCollector(fps, max(cuts, default=0), partial(self._save, out_dir))
+            collector = KeyframeCollector(
+                fps,
+                max(cuts, default=0),
+                partial(self._save, out_dir, video.sample_aspect),
+            )
             tap = KeyframeTap(detector, collector)
 
         def heartbeat(position: int) -> None:
@@ -1089,8 +1107,12 @@ class SceneActivities:
             log().warning("scenes.cut_not_refined", frame=at, after=after, error=str(exc))
             return at
 
-    def _save(self, out_dir: Path, scene_start: int, picture: Picture) -> str:
-        """Writes a key frame JPEG; returns its name inside the workspace."""
+    def _save(
+        self, out_dir: Path, sample_aspect: Fraction | None, scene_start: int, picture: Picture
+    ) -> str:
+        """Writes a key frame JPEG, shaped as a player shows the frame; returns its name
+        inside the workspace."""
         name = f"at-{scene_start:07d}.jpg"
-        cv2.imwrite(str(out_dir / name), picture.bgr(), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        image = picture.bgr(sample_aspect)
+        cv2.imwrite(str(out_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         return f"keyframes/{name}"

@@ -17,6 +17,7 @@ from scenedetect.video_stream import VideoOpenFailure
 from temporalio.testing import ActivityEnvironment
 
 from activities.frames import grey_sharpness
+from activities.probe import ProbeActivities
 from activities.scenes import (
     AdaptiveCutDetector,
     ContentCutDetector,
@@ -33,7 +34,7 @@ from activities.scenes import (
 )
 from activities.workspace import Workspaces
 from models.jobs import Stage
-from models.pipeline import ActivityProgress, DetectScenesInput, WorkspaceRef
+from models.pipeline import ActivityProgress, DetectScenesInput, ProbeInput, WorkspaceRef
 from reelscope.sample import SampleSpec
 from tests.activities.conftest import RecordingEnvironment
 from tests.conftest import SAMPLE_NAME, make_browser_recording
@@ -490,6 +491,43 @@ def test_the_scene_pass_leaves_ffmpegs_messages_off(
     assert result.keyframes
     err = capfd.readouterr().err
     assert "swscaler" not in err and "deprecated pixel format" not in err
+
+
+@pytest.mark.parametrize("turned", [False, True], ids=["landscape", "turned"])
+def test_a_picture_stored_squeezed_is_shown_and_described_as_a_player_shows_it(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, turned: bool
+) -> None:
+    """A DVD's 16:9 picture is stored 720x480 with pixels 32:27 as wide as they are
+    high; a player shows it 853x480. The key frames are written at that shape and the
+    metadata gives it, turned upright where the video says so (then 480x853). Read
+    without the ratio, captions come out squeezed by a sixth."""
+    source = workspaces.file(ref, sample_in_workspace)
+    squeezed, target = workspaces.file(ref, "dvd.mp4"), workspaces.file(ref, "shown.mp4")
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y"]
+    subprocess.run(
+        [*ffmpeg, "-i", str(source), "-t", "2", "-vf", "scale=720:480,setsar=32/27",
+         "-c:v", "libx264", str(squeezed)],
+        check=True,
+    )  # fmt: skip
+    turn = ["-display_rotation", "90"] if turned else []
+    subprocess.run([*ffmpeg, *turn, "-i", str(squeezed), "-c", "copy", str(target)], check=True)
+    shown = (480, 853) if turned else (853, 480)
+
+    probe = RecordingEnvironment().run(
+        ProbeActivities(workspaces).probe_media, ProbeInput(workspace=ref, media_file="shown.mp4")
+    )
+    assert (probe.metadata.width, probe.metadata.height) == shown
+    result = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="shown.mp4", keyframes=True),
+    )
+    assert result.keyframes
+    for kf in result.keyframes:
+        written = cv2.imread(str(workspaces.file(ref, kf.image_file)))
+        assert (written.shape[1], written.shape[0]) == shown
+        # OpenCV's reader turns the picture but leaves its pixels' shape alone.
+        expected = cv2.resize(opencv_frame(target, kf.keyframe.frame), shown)
+        assert np.abs(written.astype(int) - expected.astype(int)).mean() < 4
 
 
 def test_a_turned_video_reaches_the_detectors_at_their_width(
