@@ -28,7 +28,7 @@ from activities.progress import KeepAlive, cancellation_wins, log, reraise_if_ca
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import Stage
-from models.pipeline import ActivityProgress, DownloadInput, DownloadResult
+from models.pipeline import ActivityProgress, DownloadInput, DownloadResult, size_in_words
 
 #: Output name stem. Files are named by the server, never from titles.
 MEDIA_STEM = "media"
@@ -210,14 +210,6 @@ _DOWNLOADER_PREFIX = re.compile(r"^\[download\]\s*(Got error:\s*)?")
 _CUT_OFF = re.compile(r"(\d+) bytes read, (\d+) more expected")
 #: How yt-dlp's downloader ends once its own retries (``retries``) are spent.
 _GAVE_UP = re.compile(r"Giving up after (\d+) retries")
-
-
-def size_in_words(count: int) -> str:
-    """A byte count as a person reads it: '2 GiB', '300 MiB', '4,096 bytes'."""
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
-        if count >= size:
-            return f"{count / size:.3g} {unit}"
-    return f"{count:,} bytes"
 
 
 def _timed_out(causes: list[BaseException]) -> bool:

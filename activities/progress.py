@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -83,6 +84,9 @@ def resumed(stage: Stage) -> ActivityProgress | None:
 
 #: Seconds between the heartbeats ``KeepAlive`` sends on its own.
 KEEP_ALIVE_SECONDS = 1.0
+#: A step whose progress has not moved for this long says so in its heartbeats
+#: (``ActivityProgress.waiting_s``), and the status with them.
+WAITING_AFTER_SECONDS = 5.0
 
 
 class KeepAlive:
@@ -95,6 +99,8 @@ class KeepAlive:
 
     def __init__(self) -> None:
         self._last: ActivityProgress | None = None
+        #: When the reported progress last moved (``time.monotonic``).
+        self._moved_at = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         # The activity's context, so that the SDK knows whose heartbeat it is.
@@ -112,14 +118,27 @@ class KeepAlive:
         self._thread.join()
 
     def report(self, progress: ActivityProgress) -> None:
-        """``report`` it, and keep it to heartbeat again."""
+        """``report`` it, and keep it to heartbeat again. Progress that has not moved
+        (the same stage, the same amount done) keeps the time it last moved; a count
+        that starts again (a download's retry) has moved."""
         with self._lock:
-            self._last = progress
+            last, self._last = self._last, progress
+            if last is None or (last.stage, last.done) != (progress.stage, progress.done):
+                self._moved_at = time.monotonic()
+            progress = self._waiting(progress)
         report(progress)
+
+    def _waiting(self, progress: ActivityProgress) -> ActivityProgress:
+        """``progress``, with how long it has not moved once that is a while."""
+        still = time.monotonic() - self._moved_at
+        if still < WAITING_AFTER_SECONDS:
+            return progress
+        return progress.model_copy(update={"waiting_s": int(still)})
 
     def _beat(self) -> None:
         while not self._stop.wait(KEEP_ALIVE_SECONDS):
             with self._lock:
                 last = self._last
-            if last is not None:
-                activity.heartbeat(last)
+                beat = self._waiting(last) if last is not None else None
+            if beat is not None:
+                activity.heartbeat(beat)

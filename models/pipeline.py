@@ -300,8 +300,31 @@ class ActivityProgress(BaseModel):
     total: int | None = None
     unit: str = ""
     resume: dict[str, Any] = Field(default_factory=dict)
+    waiting_s: int | None = Field(
+        None,
+        description="Seconds since ``done`` last grew, once that is a while: a download "
+        "from a server that stopped sending. Set by the step's keep-alive heartbeats.",
+    )
 
     def describe(self) -> str:
-        if self.total:
-            return f"{self.done}/{self.total} {self.unit}".strip()
-        return f"{self.done} {self.unit}".strip()
+        """What a status reader shows: '1.5 MiB of 20 MiB', '120/480 frames', and how
+        long nothing has moved, where that is a while."""
+        if self.unit == "bytes":
+            text = size_in_words(self.done)
+            if self.total:
+                text += f" of {size_in_words(self.total)}"
+        elif self.total:
+            text = f"{self.done}/{self.total} {self.unit}".strip()
+        else:
+            text = f"{self.done} {self.unit}".strip()
+        if self.waiting_s:
+            text += f"; no progress for {self.waiting_s} s"
+        return text
+
+
+def size_in_words(count: int) -> str:
+    """A byte count as a person reads it: '2 GiB', '300 MiB', '4,096 bytes'."""
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
+        if count >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count:,} bytes"

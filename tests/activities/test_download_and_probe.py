@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import DownloadError, UnsupportedError
 
+from activities import progress
 from activities.download import (
     DownloadActivities,
     FetchPolicy,
@@ -164,16 +165,22 @@ def test_a_download_the_server_cuts_off_says_so_and_is_retried(
 
 
 def test_a_server_that_stops_sending_is_named_and_heartbeats_go_on_meanwhile(
-    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    media_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A server that sends a quarter of the file and then nothing: the error says so
     once yt-dlp's own tries ran out, and the activity heartbeats while each read waits
-    (without, the heartbeat timeout ended it as 'the worker may have stopped')."""
-    beats: list[tuple[float, int | None]] = []
+    (without, the heartbeat timeout ended it as 'the worker may have stopped'), saying
+    how long no data has come, across yt-dlp's tries."""
+    beats: list[tuple[float, ActivityProgress]] = []
     env = RecordingEnvironment()
     env.on_heartbeat = lambda *d: beats.append(
-        (time.monotonic(), ActivityProgress.model_validate(d[0]).done)
+        (time.monotonic(), ActivityProgress.model_validate(d[0]))
     )
+    monkeypatch.setattr(progress, "WAITING_AFTER_SECONDS", 1.5)
     policy = FetchPolicy(socket_timeout_s=3, allow_private=True)
     download = DownloadActivities(workspaces, tmp_path / "data", policy).download_media
     started = time.monotonic()
@@ -186,10 +193,17 @@ def test_a_server_that_stops_sending_is_named_and_heartbeats_go_on_meanwhile(
     assert took < STALL_S, "each read gives up after the socket time limit"
     # Bytes came first; then, through three reads that each waited 3 s for more, the
     # heartbeats went on about every second (yt-dlp's own hook runs once a try).
-    assert max(done or 0 for _, done in beats) > 0
+    assert max(beat.done for _, beat in beats) > 0
     times = [at for at, _ in beats]
     assert times[-1] - times[0] > 6.0
     assert max(b - a for a, b in itertools.pairwise(times)) < 2.0, times
+    # Each try waited 3 s for more; the status said how long, from 1.5 s on.
+    waits = [beat for _, beat in beats if beat.waiting_s]
+    assert waits and max(beat.waiting_s or 0 for beat in waits) >= 2, beats
+    assert all(beat.done == 64512 for beat in waits)
+    assert waits[-1].describe() == (
+        f"64,512 bytes of 258,773 bytes; no progress for {waits[-1].waiting_s} s"
+    )
 
 
 @pytest.mark.parametrize("stage", ["download", "resolve"])
