@@ -48,6 +48,8 @@ async def test_hostile_files_end_in_typed_errors(
     assert [stage for stage, state in states if state == "failed"] == [job["stage"]], job
     ran = states[: [stage for stage, _ in states].index(job["stage"])]
     assert all(state == "succeeded" for _, state in ran), job
+    # The stages after it never ran: the item lists none as still to come.
+    assert states[-1] == (job["stage"], "failed"), job
 
 
 async def test_truncated_video_gives_a_documented_partial_result(

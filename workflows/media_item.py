@@ -820,12 +820,17 @@ class MediaItemWorkflow:
             # Not the vision stage that went on beside a failed transcription.
             status.stage = failed[0]
         status.progress = 1.0
+        planned = [s.stage for s in status.stages]
         for stage in status.stages:
             if state == ItemState.CANCELLED and stage.state in (
                 ItemState.PENDING,
                 ItemState.RUNNING,
             ):
                 stage.state = ItemState.CANCELLED
+        if state == ItemState.FAILED:
+            # Stages still pending never ran, and never will: a status that listed them
+            # as to come would read as an item still waiting for them.
+            status.stages = [s for s in status.stages if s.state != ItemState.PENDING]
         self._publish()
         return ItemOutcome(
             index=status.index,
@@ -833,7 +838,7 @@ class MediaItemWorkflow:
             kind=status.kind or "video",
             cached=cached,
             error=error,
-            stages=[s.stage for s in status.stages] if self._replanned else None,
+            stages=planned if self._replanned else None,
             stage=status.stage,
             stages_ended=[s.model_copy() for s in status.stages],
         )
