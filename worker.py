@@ -32,7 +32,13 @@ from typing import Any
 import structlog
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.worker import Worker
+from temporalio.exceptions import ApplicationError, TemporalError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from activities.download import DownloadActivities, FetchPolicy, warm_downloader
 from activities.frames import FrameActivities
@@ -44,6 +50,7 @@ from activities.results import ResultActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
 from activities.workspace import WorkspaceActivities, Workspaces
+from models.links import hide_passwords
 from reelscope.artifacts import ArtifactStore, open_artifact_store
 from reelscope.client import connect, metrics_runtime
 from reelscope.logs import configure_logging
@@ -100,6 +107,41 @@ class Models:
         """Load the default models now, so the first job does not pay for it."""
         self.whisper.get(None)
         self.ocr.preload()
+
+
+class PasswordsHidden(Interceptor):
+    """Hides the passwords of links in the messages of failed activities (``https://
+    ann:***@host/``) before they reach Temporal's history, its Web UI and the job's
+    status. Error messages name the link that failed, and a link may carry a password."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _HidePasswordsInbound(next)
+
+
+class _HidePasswordsInbound(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except ApplicationError as err:
+            shown = hide_passwords(err.message)
+            if shown == err.message:
+                raise
+            # The cause is left behind: its message would show the password again.
+            raise ApplicationError(
+                shown,
+                *err.details,
+                type=err.type,
+                non_retryable=err.non_retryable,
+                next_retry_delay=err.next_retry_delay,
+                category=err.category,
+            ) from None
+        except TemporalError:
+            raise  # a cancel, or another error of Temporal's own, which names no link
+        except Exception as err:
+            shown = hide_passwords(str(err))
+            if shown == str(err):
+                raise
+            raise ApplicationError(shown, type=err.__class__.__name__) from None
 
 
 @activity.defn(name=PING_ACTIVITY)
@@ -213,6 +255,7 @@ async def run_worker(
     )
     common = {
         "activity_executor": executor,
+        "interceptors": [PasswordsHidden()],
         "graceful_shutdown_timeout": timedelta(seconds=5),
         # Heartbeats reach the server at least this often: status shows fresh progress,
         # and a cancel reaches a running activity within seconds.

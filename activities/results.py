@@ -9,6 +9,7 @@ from activities.progress import log
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import ItemResult, ItemState, Transcript
+from models.links import hide_passwords
 from models.pipeline import (
     CacheLookupInput,
     CacheLookupResult,
@@ -62,7 +63,11 @@ class ResultActivities:
                 keyframe_key(input.job_id, input.index, number),
             )
         result = _point_keyframes_at(cached, input.job_id, input.index).model_copy(
-            update={"index": input.index, "source_url": input.source_url, "cached": True}
+            update={
+                "index": input.index,
+                "source_url": hide_passwords(input.source_url),
+                "cached": True,
+            }
         )
         self._store.write_bytes(
             result_key(input.job_id, input.index), result.model_dump_json().encode()

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from models.links import Shown
+
 
 class ErrorKind(StrEnum):
     """Why an item failed. Every kind but ``Internal``, ``Timeout`` and (when the cause is
@@ -42,6 +44,6 @@ class ErrorInfo(BaseModel):
     """What failed and what to do about it."""
 
     type: str = Field(examples=["NotFound"])
-    message: str = Field(
+    message: Shown = Field(
         examples=["download: the server answered 404 for http://example.com/a.mp4; check the link"]
     )

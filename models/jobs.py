@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from models.errors import ErrorInfo
+from models.links import Shown
 
 
 class JobState(StrEnum):
@@ -123,14 +124,14 @@ class StageProgress(BaseModel):
     progress: float = Field(0.0, ge=0.0, le=1.0)
     detail: str | None = Field(None, description="What is done, e.g. '120/480 frames'.")
     attempt: int | None = Field(None, description="Activity attempt, when running.")
-    last_failure: str | None = Field(None, description="Why the previous attempt failed.")
+    last_failure: Shown | None = Field(None, description="Why the previous attempt failed.")
 
 
 class ItemStatus(BaseModel):
     index: int
-    source_url: str
+    source_url: Shown
     kind: str | None = Field(None, description="`video` or `image`, once the link is resolved.")
-    media_url: str | None = Field(None, description="What is downloaded for this item.")
+    media_url: Shown | None = Field(None, description="What is downloaded for this item.")
     cached: bool = False
     workflow_id: str | None = Field(None, description="The item's own workflow, for the UI.")
     state: ItemState = ItemState.PENDING
@@ -323,8 +324,8 @@ class Transcript(BaseModel):
 
 class ItemResult(BaseModel):
     index: int
-    source_url: str
-    media_url: str | None = None
+    source_url: Shown
+    media_url: Shown | None = None
     cached: bool = Field(False, description="Served from the result cache; nothing ran.")
     kind: str = Field("video", description="`video` or `image`.")
     state: ItemState

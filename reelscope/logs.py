@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from models.links import hide_passwords
+
 
 def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr in one format: ``json``, ``console``,
@@ -35,6 +37,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _hide_passwords,
                 renderer,
             ],
         )
@@ -52,3 +55,14 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
         "uvicorn.access",
     ):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _hide_passwords(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Every string in the event with its links' passwords hidden: a failed download
+    logs the link it failed on, the libraries' own messages too."""
+    for key, value in event.items():
+        if isinstance(value, str) and "@" in value:
+            event[key] = hide_passwords(value)
+    return event

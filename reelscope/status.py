@@ -28,6 +28,7 @@ from models.jobs import (
     item_progress,
     job_progress,
 )
+from models.links import hide_passwords
 from models.pipeline import ActivityProgress
 from reelscope.artifacts import ArtifactStore, result_key
 from workflows import STATUS_MEMO_KEY
@@ -180,7 +181,7 @@ def _apply_pending(stage: StageProgress, pending: Any, progress: ActivityProgres
         stage.detail = progress.describe()
     stage.attempt = pending.attempt
     if pending.HasField("last_failure") and pending.last_failure.message:
-        stage.last_failure = pending.last_failure.message
+        stage.last_failure = hide_passwords(pending.last_failure.message)
     if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
         stage.detail = (
             f"waiting to retry (attempt {pending.attempt})"

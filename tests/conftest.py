@@ -5,6 +5,7 @@ with a fresh task queue and data dir."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import http.server
@@ -294,13 +295,18 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
 STALL_S = 20.0
 
 
+#: ``user:password`` that ``/private/`` asks for.
+PRIVATE_USER = "ann:s3cret"
+
+
 class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
     """Serves the media folder. ``/flaky/<key>/<file>`` answers 503 to the 2nd and 3rd
     request for a key: the link resolves, then the download fails twice, then works.
     ``/cut/<file>`` sends the file's full length, then half of it, and hangs up.
     ``/stall/<file>`` sends the file's full length and a quarter of it, then nothing
     for ``STALL_S`` seconds, as a server that stopped sending. ``/loop/...`` redirects
-    to itself."""
+    to itself. ``/private/<file>`` asks for a user name and password (HTTP Basic:
+    ``PRIVATE_USER``)."""
 
     counts: ClassVar[dict[str, int]] = {}
     #: Every path requested, to prove a blocked fetch never arrived.
@@ -336,6 +342,15 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
                 time.sleep(STALL_S)
             self.close_connection = True
             return
+        if len(parts) == 3 and parts[1] == "private":
+            expected = "Basic " + base64.b64encode(PRIVATE_USER.encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="private"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.path = "/" + parts[2]
         if len(parts) >= 4 and parts[1] == "flaky":
             with self.lock:
                 count = self.counts[parts[2]] = self.counts.get(parts[2], 0) + 1

@@ -4,6 +4,7 @@ exports: through the API, on a real Temporal dev server, with real media and mod
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -19,6 +20,7 @@ from temporalio.client import Client
 from reelscope.settings import Settings
 from tests.conftest import (
     CAPTION_IMAGE_TEXT,
+    PRIVATE_USER,
     SAMPLE_NAME,
     activities_in_history,
     running_worker,
@@ -76,6 +78,42 @@ async def test_batch_with_a_broken_link_keeps_its_siblings(
     assert broken["error"]["type"] == "NotFound" and "missing.mp4" in broken["error"]["message"]
     assert len(result["items"][0]["scenes"]) == 4 and result["items"][2]["scenes"]
     assert workspace_files(worker) == []
+
+
+async def test_a_links_password_fetches_the_media_and_is_shown_nowhere(
+    api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
+) -> None:
+    """A link with a user name and password fetches what the server guards with them;
+    the statuses, the result, the error of a wrong password, and what Temporal's Web UI
+    shows of the job (its summary and the failures in its histories) hide the password."""
+    user, password = PRIVATE_USER.split(":")
+    host = media_url.removeprefix("http://")
+    links = [
+        f"http://{PRIVATE_USER}@{host}/private/silent.mp4",
+        f"http://{user}:wrong-one@{host}/private/silent.mp4",
+    ]
+    job_id = (await post(api, {"urls": links})).json()["job_id"]
+    result, seen = await wait_for_result(api, job_id)
+    assert [item["state"] for item in result["items"]] == ["succeeded", "failed"], result
+    assert result["items"][0]["source_url"] == f"http://{user}:***@{host}/private/silent.mp4"
+    refused = result["items"][1]["error"]
+    assert refused["type"] == "DownloadFailed", refused
+    assert f"http://{user}:***@{host}/private/silent.mp4" in refused["message"], refused
+    shown = json.dumps([result, *seen])
+    assert password not in shown and "wrong-one" not in shown
+
+    description = await temporal_client.get_workflow_handle(job_id).describe()
+    summary = f"{description.static_summary} {description.static_details}"
+    assert f"{user}:***@" in summary and password not in summary
+    failures = []
+    # The wrong password is refused while the link is resolved, in the job's own history.
+    for workflow_id in (job_id, f"{job_id}.0"):
+        handle = temporal_client.get_workflow_handle(workflow_id)
+        async for event in handle.fetch_history_events():
+            attributes = getattr(event, event.WhichOneof("attributes"))
+            if hasattr(attributes, "failure") and attributes.HasField("failure"):
+                failures.append(attributes.failure.message)
+    assert failures and not [f for f in failures if "wrong-one" in f or password in f], failures
 
 
 async def test_batch_over_the_cap_is_refused(api: httpx.AsyncClient, settings: Settings) -> None:

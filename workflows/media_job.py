@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         StageProgress,
         job_progress,
     )
+    from models.links import hide_passwords
     from models.pipeline import (
         ItemInput,
         ItemOutcome,
@@ -185,7 +186,7 @@ class MediaJobWorkflow:
                     start_to_close_timeout=policies.RESOLVE.start_to_close,
                     retry_policy=policies.RESOLVE.retry,
                     activity_id=f"{RESOLVE_ACTIVITY_PREFIX}{index}",
-                    summary=f"resolve {url}",
+                    summary=f"resolve {hide_passwords(url)}",
                 )
             except ActivityError as err:
                 return _Resolved(url, [], error_from(Stage.RESOLVE, err), [])

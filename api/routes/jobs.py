@@ -16,6 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.deps import ClientDep, SettingsDep, StoreDep
 from models.errors import ErrorInfo
 from models.jobs import JobAccepted, JobRequest, JobResult, JobState, JobStatus
+from models.links import hide_passwords
 from models.pipeline import JobInput
 from reelscope.status import describe, job_result, job_status
 from workflows import STATUS_MEMO_KEY, WORKFLOW_NAME
@@ -87,7 +88,8 @@ async def submit_job(
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         pinned_schedule_to_start_s=settings.pinned_schedule_to_start_s,
     )
-    summary = links[0] if len(links) == 1 else f"{len(links)} links: {links[0]}, …"
+    shown = [hide_passwords(link) for link in links]
+    summary = shown[0] if len(shown) == 1 else f"{len(shown)} links: {shown[0]}, …"
     try:
         await client.start_workflow(
             WORKFLOW_NAME,
@@ -102,7 +104,7 @@ async def submit_job(
             },
             static_summary=f"Reelscope job: {summary}",
             static_details="**Links:**\n\n"
-            + "\n".join(f"- {u}" for u in links)
+            + "\n".join(f"- {u}" for u in shown)
             + f"\n\n**Options:** `{body.options.model_dump_json()}`",
         )
     except WorkflowAlreadyStartedError:
