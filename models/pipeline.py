@@ -302,7 +302,7 @@ class ActivityProgress(BaseModel):
     resume: dict[str, Any] = Field(default_factory=dict)
     waiting_s: int | None = Field(
         None,
-        description="Seconds since ``done`` last grew, once that is a while: a download "
+        description="Seconds since ``done`` last changed, once that is a while: a download "
         "from a server that stopped sending. Set by the step's keep-alive heartbeats.",
     )
 
