@@ -3,16 +3,18 @@ carousel or playlist (videos and images)."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from yt_dlp.utils import DownloadError, ExtractorError
+from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
 
 from activities.download import (
     FetchPolicy,
+    _causes,
     _http_error,
     _QuietLogger,
     classify_download_error,
@@ -146,6 +148,53 @@ def items_from_info(info: dict[str, Any], source_url: str) -> list[MediaRef]:
     return [MediaRef(source_url=source_url, url=source_url, kind="video", title=info.get("title"))]
 
 
+#: Tags a page names its video in, best first: Open Graph's, then Twitter's card.
+VIDEO_META_TAGS = ("og:video:secure_url", "og:video:url", "og:video", "twitter:player:stream")
+#: Tags that give those videos' type.
+VIDEO_TYPE_TAGS = ("og:video:type", "twitter:player:stream:content_type")
+#: The most of a page read for its tags: they are in its head.
+PAGE_READ_BYTES = 1024**2
+
+
+class _MetaTags(HTMLParser):
+    """A page's ``<meta property|name=… content=…>`` tags, the first of each name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "meta":
+            return
+        named = dict(attrs)
+        name = (named.get("property") or named.get("name") or "").strip().lower()
+        content = (named.get("content") or "").strip()
+        if name and content:
+            self.tags.setdefault(name, content)
+
+
+def page_video(html: str, page_url: str, base_url: str | None = None) -> MediaRef | None:
+    """The video a page names in its Open Graph or Twitter card tags, where their type
+    says it is a video (``og:video:type`` ``video/mp4``), as an item of ``page_url``;
+    a relative link is taken from ``base_url`` (where redirects ended), else from it.
+
+    yt-dlp's generic extractor takes such a link only when it ends in a video file
+    extension, and a post's CDN link often has none (``…/v/8f3a2c``). A link without a
+    video type is left alone: ``og:video`` also names embeddable players (HTML, Flash).
+    Pure: no I/O."""
+    parser = _MetaTags()
+    parser.feed(html)
+    tags = parser.tags
+    if not any(tags.get(tag, "").lower().startswith("video/") for tag in VIDEO_TYPE_TAGS):
+        return None
+    for tag in VIDEO_META_TAGS:
+        link = urljoin(base_url or page_url, tags.get(tag, ""))
+        if tag in tags and urlsplit(link).scheme.lower() in ("http", "https"):
+            title = tags.get("og:title") or tags.get("twitter:title")
+            return MediaRef(source_url=page_url, url=link, kind="video", title=title)
+    return None
+
+
 class ResolveActivities:
     def __init__(self, policy: FetchPolicy) -> None:
         self._policy = policy
@@ -177,6 +226,30 @@ class ResolveActivities:
                 url, exc, stage="resolve", timeout_s=self._policy.socket_timeout_s
             ) from None
 
+    def _page_video(self, url: str) -> MediaRef | None:
+        """``page_video`` of the page at ``url`` (network: one request, for at most
+        ``PAGE_READ_BYTES`` of an HTML page). None where it cannot be read."""
+        try:
+            with (
+                self._policy.guard(),
+                httpx.stream(
+                    "GET", url, follow_redirects=True, timeout=self._policy.socket_timeout_s
+                ) as response,
+            ):
+                kind = response.headers.get("content-type", "")
+                if response.status_code >= 400 or "html" not in kind.lower():
+                    return None
+                head = bytearray()
+                for chunk in response.iter_bytes():
+                    head += chunk
+                    if len(head) >= PAGE_READ_BYTES:
+                        break
+                text = bytes(head).decode(response.encoding or "utf-8", errors="replace")
+                return page_video(text, url, str(response.url))
+        except (httpx.HTTPError, OSError) as exc:
+            reraise_if_cancelled(exc)
+            return None
+
     @activity.defn(name="resolve_link")
     def resolve_link(self, input: ResolveInput) -> ResolveResult:
         """Ask yt-dlp what the link holds, without downloading media (network)."""
@@ -200,9 +273,16 @@ class ResolveActivities:
                 info = ydl.extract_info(input.url, download=False)
         except (DownloadError, ExtractorError, OSError) as exc:
             reraise_if_cancelled(exc)
-            raise classify_download_error(
+            error = classify_download_error(
                 input.url, exc, stage="resolve", timeout_s=self._policy.socket_timeout_s
-            ) from None
+            )
+            found = None
+            if any(isinstance(cause, UnsupportedError) for cause in _causes(exc)):
+                found = self._page_video(input.url)
+            if found is None:
+                raise error from None
+            log().info("resolve.page_video", url=input.url, video=found.url)
+            return ResolveResult(items=[found], extractor="page tags")
         items = [
             item
             for item in items_from_info(info or {}, input.url)

@@ -10,7 +10,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.download import FetchPolicy
-from activities.resolve import ResolveActivities, items_from_info, looks_like_image
+from activities.resolve import (
+    ResolveActivities,
+    items_from_info,
+    looks_like_image,
+    page_video,
+)
 from models.pipeline import ResolveInput
 from tests.activities.conftest import RecordingEnvironment
 from tests.conftest import SAMPLE_NAME
@@ -125,6 +130,65 @@ def test_a_link_with_no_extension_is_typed_by_what_it_serves(media_url: str) -> 
 )
 def test_looks_like_image(head: bytes, content_type: str, image: bool) -> None:
     assert looks_like_image(head, content_type) is image
+
+
+def test_a_post_naming_its_video_only_in_its_tags_is_read_from_them(media_url: str) -> None:
+    """yt-dlp's generic extractor passes over an ``og:video`` link with no file
+    extension; the page's tags say it is a video, and it is one."""
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
+    result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/shared.html"))
+    assert [(i.kind, i.url, i.title) for i in result.items] == [
+        ("video", f"{media_url}/clip", "A shared clip")
+    ]
+    assert result.items[0].source_url == f"{media_url}/shared.html"
+
+
+def meta(*pairs: tuple[str, str]) -> str:
+    return (
+        "<html><head>"
+        + "".join(f'<meta property="{name}" content="{content}">' for name, content in pairs)
+        + "</head><body></body></html>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("html", "found"),
+    [
+        (meta(("og:video", "/v/8f3a"), ("og:video:type", "video/mp4")), "https://p.example/v/8f3a"),
+        # The secure link first; a second og:video tag (a smaller rendition) is not taken.
+        (
+            meta(
+                ("og:video", "http://cdn.example/a"),
+                ("og:video", "http://cdn.example/small"),
+                ("og:video:secure_url", "https://cdn.example/a"),
+                ("og:video:type", "video/webm"),
+            ),
+            "https://cdn.example/a",
+        ),
+        (
+            '<meta name="twitter:player:stream" content="https://cdn.example/t">'
+            '<meta name="twitter:player:stream:content_type" content="video/mp4; codecs=avc1">',
+            "https://cdn.example/t",
+        ),
+        # A player page, Flash, no type, or no http link: nothing a download could read.
+        (meta(("og:video", "https://p.example/embed/1"), ("og:video:type", "text/html")), None),
+        (
+            meta(
+                ("og:video", "https://p.example/p.swf"),
+                ("og:video:type", "application/x-shockwave-flash"),
+            ),
+            None,
+        ),
+        (meta(("og:video", "https://cdn.example/a")), None),
+        (meta(("og:video", "javascript:alert(1)"), ("og:video:type", "video/mp4")), None),
+        ("<p>no tags</p>", None),
+    ],
+)
+def test_page_tags_name_a_video_only_where_their_type_says_so(html: str, found: str | None) -> None:
+    item = page_video(html, "https://p.example/post/1")
+    assert (item.url if item else None) == found
+    if item:
+        assert item.kind == "video" and item.source_url == "https://p.example/post/1"
 
 
 def test_resolve_link_errors_are_typed(media_url: str) -> None:
