@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 from temporalio import activity
@@ -49,6 +49,13 @@ def looks_like_image(head: bytes, content_type: str) -> bool:
 def url_extension(url: str) -> str:
     path = urlsplit(url).path
     return path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+
+
+def file_title(url: str) -> str | None:
+    """A link's file name without its extension, as yt-dlp titles a video file's link:
+    ``…/Team%20photo.jpg`` is "Team photo"."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return name.rsplit(".", 1)[0] if "." in name else name or None
 
 
 def _is_image_format(fmt: dict[str, Any]) -> bool:
@@ -256,7 +263,14 @@ class ResolveActivities:
         check_scheme(input.url, "resolve")
         if url_extension(input.url) in IMAGE_EXTENSIONS:
             return ResolveResult(
-                items=[MediaRef(source_url=input.url, url=input.url, kind="image")]
+                items=[
+                    MediaRef(
+                        source_url=input.url,
+                        url=input.url,
+                        kind="image",
+                        title=file_title(input.url),
+                    )
+                ]
             )
         options = {
             "logger": _QuietLogger(),
@@ -297,7 +311,14 @@ class ResolveActivities:
             and info.get("ext") == "unknown_video"
             and self._is_image(input.url)
         ):
-            items = [MediaRef(source_url=input.url, url=input.url, kind="image")]
+            items = [
+                MediaRef(
+                    source_url=input.url,
+                    url=input.url,
+                    kind="image",
+                    title=file_title(input.url),
+                )
+            ]
         if info and info.get("_type") not in ("playlist", "multi_video"):
             duration = info.get("duration")
             if duration and duration > self._policy.max_duration_s:

@@ -269,11 +269,13 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     make_caption_image(folder / "photo", CAPTION_IMAGE_TEXT, sideways=True)
     make_caption_image(folder / "photo.heic", CAPTION_IMAGE_TEXT, sideways=True, fmt="HEIF")
     (folder / "clip").write_bytes((folder / SAMPLE_NAME).read_bytes())
+    (folder / "v").mkdir()
+    (folder / "v" / "8f3a2c").write_bytes((folder / "silent.mp4").read_bytes())
     # A post that names its video only in its Open Graph tags, at a link with no
     # extension, as social sites' CDNs give them.
     (folder / "shared.html").write_text(
         '<!doctype html><html><head><meta property="og:title" content="A shared clip">'
-        '<meta property="og:video" content="clip">'
+        '<meta property="og:video" content="v/8f3a2c">'
         '<meta property="og:video:type" content="video/mp4"></head><body></body></html>'
     )
     make_hostile_media(folder)

@@ -129,15 +129,16 @@ async def test_batch_over_the_cap_is_refused(api: httpx.AsyncClient, settings: S
 async def test_post_with_several_videos_and_an_image_link(
     api: httpx.AsyncClient, worker: Settings, media_url: str, temporal_client: Client
 ) -> None:
-    """The last link is a picture with no file extension, sent as
-    application/octet-stream: it is an image item too, told by its first bytes. It is
-    stored sideways, as phones store photos, and read upright as its EXIF tag says. So
-    is an iPhone's HEIC photo after it."""
+    """A picture with no file extension, sent as application/octet-stream, is an image
+    item too, told by its first bytes. It is stored sideways, as phones store photos,
+    and read upright as its EXIF tag says. So is an iPhone's HEIC photo after it. The
+    last post names its video only in its Open Graph tags."""
     links = [
         f"{media_url}/post.html",
         f"{media_url}/caption.jpg",
         f"{media_url}/photo",
         f"{media_url}/photo.heic",
+        f"{media_url}/shared.html",
     ]
     job_id = (await post(api, {"urls": links})).json()["job_id"]
     result, _ = await wait_for_result(api, job_id)
@@ -149,10 +150,22 @@ async def test_post_with_several_videos_and_an_image_link(
         ("image", "caption.jpg"),
         ("image", "photo"),
         ("image", "photo.heic"),
+        ("video", "8f3a2c"),
     ]
     assert [i["source_url"] for i in result["items"]][:2] == [f"{media_url}/post.html"] * 2
+    # Titled as the posts give them, not by the files' names.
+    titles = [i["metadata"]["title"] for i in result["items"]]
+    assert titles == [
+        "A post with two clips (1)",
+        "A post with two clips (2)",
+        "caption",
+        "photo",
+        "photo",
+        "A shared clip",
+    ]
 
-    video, _, image, photo, heic = result["items"]
+    video, _, image, photo, heic, shared = result["items"]
+    assert shared["scenes"] and shared["transcript"]["segments"] == []
     assert len(video["scenes"]) == 4 and "sunny" in video["transcript"]["text"]
     assert heic["metadata"]["video_codec"] == "heif"
     for picture in (image, photo, heic):

@@ -443,8 +443,10 @@ class MediaItemWorkflow:
             policies.DOWNLOAD,
             io=True,
         )
+        # The title the link's page gave (a post's, "A post (2)" for its second clip)
+        # before the one the download found, which for a file link is its name.
         return await self._media(
-            ref, queue, input, item, download.media_file, download.title or input.media.title
+            ref, queue, input, item, download.media_file, input.media.title or download.title
         )
 
     async def _media(

@@ -138,7 +138,7 @@ def test_a_post_naming_its_video_only_in_its_tags_is_read_from_them(media_url: s
     activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
     result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/shared.html"))
     assert [(i.kind, i.url, i.title) for i in result.items] == [
-        ("video", f"{media_url}/clip", "A shared clip")
+        ("video", f"{media_url}/v/8f3a2c", "A shared clip")
     ]
     assert result.items[0].source_url == f"{media_url}/shared.html"
 
