@@ -55,7 +55,7 @@ def file_title(url: str) -> str | None:
     """A link's file name without its extension, as yt-dlp titles a video file's link:
     ``…/Team%20photo.jpg`` is "Team photo"."""
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return name.rsplit(".", 1)[0] if "." in name else name or None
+    return (name.rsplit(".", 1)[0] if "." in name else name) or None
 
 
 def _is_image_format(fmt: dict[str, Any]) -> bool:
@@ -185,7 +185,7 @@ def page_video(html: str, page_url: str, base_url: str | None = None) -> MediaRe
     says it is a video (``og:video:type`` ``video/mp4``), as an item of ``page_url``;
     a relative link is taken from ``base_url`` (where redirects ended), else from it.
 
-    yt-dlp's generic extractor takes such a link only when it ends in a video file
+    yt-dlp's generic extractor takes such a link only when its path ends in a file
     extension, and a post's CDN link often has none (``…/v/8f3a2c``). A link without a
     video type is left alone: ``og:video`` also names embeddable players (HTML, Flash).
     Pure: no I/O."""

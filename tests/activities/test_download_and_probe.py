@@ -200,9 +200,10 @@ def test_a_server_that_stops_sending_is_named_and_heartbeats_go_on_meanwhile(
     # Each try waited 3 s for more; the status said how long, from 1.5 s on.
     waits = [beat for _, beat in beats if beat.waiting_s]
     assert waits and max(beat.waiting_s or 0 for beat in waits) >= 2, beats
-    assert all(beat.done == 64512 for beat in waits)
+    # Each try got as far as the last (the same quarter of the file), and stood there.
+    assert len({beat.done for beat in waits}) == 1 and waits[-1].done > 0
     assert waits[-1].describe() == (
-        f"64,512 bytes of 258,773 bytes; no progress for {waits[-1].waiting_s} s"
+        f"{waits[-1].done:,} bytes of 258,773 bytes; no progress for {waits[-1].waiting_s} s"
     )
 
 
