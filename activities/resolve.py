@@ -58,6 +58,11 @@ def file_title(url: str) -> str | None:
     return (name.rsplit(".", 1)[0] if "." in name else name) or None
 
 
+def direct_image(url: str) -> MediaRef:
+    """A link straight to an image file, as its one item, titled by its file name."""
+    return MediaRef(source_url=url, url=url, kind="image", title=file_title(url))
+
+
 def _is_image_format(fmt: dict[str, Any]) -> bool:
     return (fmt.get("ext") or url_extension(fmt.get("url") or "")) in IMAGE_EXTENSIONS
 
@@ -262,16 +267,7 @@ class ResolveActivities:
         """Ask yt-dlp what the link holds, without downloading media (network)."""
         check_scheme(input.url, "resolve")
         if url_extension(input.url) in IMAGE_EXTENSIONS:
-            return ResolveResult(
-                items=[
-                    MediaRef(
-                        source_url=input.url,
-                        url=input.url,
-                        kind="image",
-                        title=file_title(input.url),
-                    )
-                ]
-            )
+            return ResolveResult(items=[direct_image(input.url)])
         options = {
             "logger": _QuietLogger(),
             "quiet": True,
@@ -311,14 +307,7 @@ class ResolveActivities:
             and info.get("ext") == "unknown_video"
             and self._is_image(input.url)
         ):
-            items = [
-                MediaRef(
-                    source_url=input.url,
-                    url=input.url,
-                    kind="image",
-                    title=file_title(input.url),
-                )
-            ]
+            items = [direct_image(input.url)]
         if info and info.get("_type") not in ("playlist", "multi_video"):
             duration = info.get("duration")
             if duration and duration > self._policy.max_duration_s:
