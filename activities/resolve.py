@@ -130,6 +130,20 @@ def _entry_item(entry: dict[str, Any], source_url: str, parent_page: str | None)
     return None
 
 
+def _own_title(info: dict[str, Any]) -> Any:
+    """``info``'s title. yt-dlp numbers each video it finds in a page's HTML ("A page
+    (1)", "A page (2)"), the only one too; that one is given the page's own title."""
+    title = info.get("title")
+    if (
+        info.get("extractor_key") == "HTML5MediaEmbed"
+        and isinstance(title, str)
+        and title.endswith(" (1)")
+        and str(info.get("id", "")).endswith("-1")
+    ):
+        return title.removesuffix(" (1)")
+    return title
+
+
 def items_from_info(info: dict[str, Any], source_url: str) -> list[MediaRef]:
     """The media items in yt-dlp's info for ``source_url``, in post order. Pure: no I/O.
 
@@ -156,8 +170,8 @@ def items_from_info(info: dict[str, Any], source_url: str) -> list[MediaRef]:
         formats and not any(_has_video(f) for f in formats) and _best_image_url(info)
     ):
         image = _best_image_url(info) or source_url
-        return [MediaRef(source_url=source_url, url=image, kind="image", title=info.get("title"))]
-    return [MediaRef(source_url=source_url, url=source_url, kind="video", title=info.get("title"))]
+        return [MediaRef(source_url=source_url, url=image, kind="image", title=_own_title(info))]
+    return [MediaRef(source_url=source_url, url=source_url, kind="video", title=_own_title(info))]
 
 
 #: Tags a page names its video in, best first: Open Graph's, then Twitter's card.

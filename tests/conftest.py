@@ -258,6 +258,11 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
         '<video controls><source src="silent.mp4" type="video/mp4"></video>'
         "</body></html>"
     )
+    # A page holding one video.
+    (folder / "one.html").write_text(
+        "<!doctype html><html><head><title>A page with one clip</title></head><body>"
+        '<video controls><source src="silent.mp4" type="video/mp4"></video></body></html>'
+    )
     make_caption_image(folder / "caption.jpg", CAPTION_IMAGE_TEXT)
     make_animated_image(folder / "animated.gif")
     make_animated_image(folder / "animated.webp")

@@ -79,6 +79,19 @@ def test_single_video_and_direct_image_and_empty_post() -> None:
     assert len(items_from_info(nested, "http://x/p")) == 2
 
 
+def test_a_pages_only_video_has_the_pages_title(media_url: str) -> None:
+    """yt-dlp titles the videos it finds in a page's HTML "A page (1)", "A page (2)",
+    and so its only one too. A post's clips keep their numbers."""
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
+    one = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/one.html"))
+    assert [(i.kind, i.title) for i in one.items] == [("video", "A page with one clip")]
+    two = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/post.html"))
+    assert [i.title for i in two.items] == [
+        "A post with two clips (1)",
+        "A post with two clips (2)",
+    ]
+
+
 def test_resolve_link_reads_a_local_post_and_caps_it(media_url: str) -> None:
     activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
     result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/post.html"))
