@@ -498,6 +498,7 @@ async def main() -> None:
                         "a": median(a_times),
                         "b": median(b_times),
                         "c": median(c_times),
+                        "runs": list(zip(a_times, b_times, c_times, strict=True)),
                         "asr": median([f["asr"] for f in floors]),
                         "vision": median([f["vision"] for f in floors]),
                         "together": median([f["together"] for f in floors]),
@@ -555,6 +556,17 @@ async def main() -> None:
             "opencv-python's own FFmpeg decodes AV1 only on hardware; Reelscope decodes "
             "with PyAV's FFmpeg, which has dav1d."
         )
+    print(
+        "\nEach run, in order: (a), (b) and (c) a few seconds apart, so that a shared "
+        "machine's slower and quicker spells fall on all three; the naive script's time "
+        "shows which spell a run fell in:\n"
+    )
+    print("| clip | run | (a) | (b) | (c) | a/b | a/c |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        for number, (a, b, c) in enumerate(r["runs"], start=1):
+            a_c = "-" if math.isnan(c) else f"{a / c:.3f}"  # NaN: the script failed
+            print(f"| {r['size']} | {number} | {a:.2f} | {b:.2f} | {c:.2f} | {a / b:.3f} | {a_c} |")
     if first_job:
         print(
             f"\n(a) of the worker's first job, an untimed {first_job[0]} warm-up: "
