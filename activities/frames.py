@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import cv2
 import numpy as np
 from temporalio import activity
@@ -72,6 +75,21 @@ def grey_sharpness(grey: np.ndarray) -> float:
     return float(cv2.norm(laplacian, cv2.NORM_L2SQR) / pixels - mean * mean)
 
 
+def write_jpeg(path: Path, image: np.ndarray, quality: int = 92) -> None:
+    """Writes ``image`` to ``path`` as a JPEG (side effect: the file). A failed write
+    raises, a full disk's ``OSError`` among them, where ``cv2.imwrite`` only returns
+    False; it leaves no partial file behind."""
+    encoded, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not encoded:
+        raise ValueError(f"a {image.shape} picture could not be encoded as a JPEG")
+    try:
+        path.write_bytes(data.tobytes())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
 class FrameActivities:
     def __init__(self, workspaces: Workspaces) -> None:
         self._workspaces = workspaces
@@ -119,11 +137,7 @@ class FrameActivities:
                         best = (score, frame_no, image)
                 if best is not None:
                     name = f"keyframes/scene-{index:04d}.jpg"
-                    cv2.imwrite(
-                        str(self._workspaces.file(input.workspace, name)),
-                        best[2],
-                        [cv2.IMWRITE_JPEG_QUALITY, 92],
-                    )
+                    write_jpeg(self._workspaces.file(input.workspace, name), best[2])
                     done.append(
                         KeyframeFile(
                             scene_index=index,

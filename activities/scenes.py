@@ -51,7 +51,7 @@ from scenedetect.video_stream import VideoOpenFailure
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.frames import candidate_frames, grey_sharpness
+from activities.frames import candidate_frames, grey_sharpness, write_jpeg
 from activities.heap import HEAP
 from activities.priority import run_lowered
 from activities.probe import displayed_width
@@ -1113,6 +1113,5 @@ class SceneActivities:
         """Writes a key frame JPEG, shaped as a player shows the frame; returns its name
         inside the workspace."""
         name = f"at-{scene_start:07d}.jpg"
-        image = picture.bgr(sample_aspect)
-        cv2.imwrite(str(out_dir / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        write_jpeg(out_dir / name, picture.bgr(sample_aspect))
         return f"keyframes/{name}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
@@ -166,6 +167,24 @@ def test_the_scene_pass_writes_one_keyframe_per_scene_from_that_scene(
         median_rgb = np.median(image.reshape(-1, 3), axis=0)[::-1]
         assert np.abs(median_rgb - np.asarray(shot.color)).max() < 40, (kf, median_rgb)
     assert env.heartbeats[-1].resume["keyframes"][0]["image_file"] == result.keyframes[0].image_file
+
+
+def test_a_key_frame_that_cannot_be_written_fails_the_pass(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """The first scene's key frame goes to the kernel's ``/dev/full``, where every write
+    fails as on a full disk. The pass fails with the disk's error, which the worker
+    reports as ``DiskFull``; it does not end as if the key frame were there."""
+    keyframes = workspaces.file(ref, "keyframes")
+    keyframes.mkdir()
+    (keyframes / "at-0000000.jpg").symlink_to("/dev/full")
+    with pytest.raises(OSError) as failed:
+        RecordingEnvironment().run(
+            SceneActivities(workspaces, 27.0, 15).detect_scenes,
+            DetectScenesInput(workspace=ref, media_file=sample_in_workspace, keyframes=True),
+        )
+    assert failed.value.errno == errno.ENOSPC
+    assert not (keyframes / "at-0000000.jpg").exists()
 
 
 def test_decoding_threads_grow_with_the_picture_and_its_bits_beside_transcription() -> None:
