@@ -49,7 +49,13 @@ from activities.resolve import ResolveActivities
 from activities.results import ResultActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
-from activities.workspace import WorkspaceActivities, Workspaces
+from activities.workspace import (
+    WorkspaceActivities,
+    Workspaces,
+    disk_full,
+    disk_full_cause,
+)
+from models.errors import ErrorKind
 from models.links import hide_passwords
 from reelscope.artifacts import ArtifactStore, open_artifact_store
 from reelscope.client import connect, metrics_runtime
@@ -142,6 +148,60 @@ class _HidePasswordsInbound(ActivityInboundInterceptor):
             if shown == str(err):
                 raise
             raise ApplicationError(shown, type=err.__class__.__name__) from None
+
+
+#: The stage an activity's own error messages begin with ("scenes: ..."); a full disk's
+#: is said the same way. Others go by the activity's name.
+STAGE_OF_ACTIVITY = {
+    "resolve_link": "resolve",
+    "download_media": "download",
+    "fetch_image": "download",
+    "probe_media": "probe",
+    "detect_scenes": "scenes",
+    "extract_keyframes": "keyframes",
+    "ocr_keyframes": "ocr",
+    "transcribe_audio": "transcribe",
+    "store_item_result": "store",
+    "remove_workspace": "cleanup",
+}
+
+
+class DiskFullReported(Interceptor):
+    """Reports an activity that failed because the worker's disk (or disk quota) is full
+    as ``DiskFull``, whatever it was writing, with the space left where the worker keeps
+    its files: a 2 a.m. reader learns it is the worker's disk, not the link."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _DiskFullInbound(next, self.folder)
+
+
+class _DiskFullInbound(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, folder: Path) -> None:
+        super().__init__(next)
+        self._folder = folder
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except TemporalError as err:
+            if not isinstance(err, ApplicationError) or err.type == ErrorKind.DISK_FULL:
+                raise  # a cancel, or already said
+            cause = disk_full_cause(err)
+            if cause is None:
+                raise
+            raise self._disk_full() from cause
+        except Exception as err:
+            cause = disk_full_cause(err)
+            if cause is None:
+                raise
+            raise self._disk_full() from cause
+
+    def _disk_full(self) -> ApplicationError:
+        name = activity.info().activity_type
+        return disk_full(STAGE_OF_ACTIVITY.get(name, name), self._folder)
 
 
 @activity.defn(name=PING_ACTIVITY)
@@ -255,7 +315,7 @@ async def run_worker(
     )
     common = {
         "activity_executor": executor,
-        "interceptors": [PasswordsHidden()],
+        "interceptors": [PasswordsHidden(), DiskFullReported(settings.workspaces_dir)],
         "graceful_shutdown_timeout": timedelta(seconds=5),
         # Heartbeats reach the server at least this often: status shows fresh progress,
         # and a cancel reaches a running activity within seconds.

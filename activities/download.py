@@ -21,11 +21,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from yt_dlp import YoutubeDL
 from yt_dlp.networking.exceptions import HTTPError, TransportError
-from yt_dlp.utils import DownloadError, ExtractorError, UnsupportedError
+from yt_dlp.utils import ExtractorError, UnsupportedError, YoutubeDLError
 
 from activities.netguard import check_scheme, find_not_allowed, guard, not_allowed
 from activities.progress import KeepAlive, cancellation_wins, log, reraise_if_cancelled
-from activities.workspace import Workspaces
+from activities.workspace import Workspaces, disk_full, disk_full_cause
 from models.errors import ErrorKind
 from models.jobs import Stage
 from models.pipeline import ActivityProgress, DownloadInput, DownloadResult, size_in_words
@@ -222,15 +222,22 @@ def _timed_out(causes: list[BaseException]) -> bool:
 
 
 def classify_download_error(
-    url: str, exc: BaseException, stage: str = "download", timeout_s: float | None = None
+    url: str,
+    exc: BaseException,
+    stage: str = "download",
+    timeout_s: float | None = None,
+    folder: Path | None = None,
 ) -> ApplicationError:
     """Turn a yt-dlp failure into a typed error a user can act on. The most specific
     cause anywhere in the chain decides (a DNS failure arrives inside a TransportError).
-    ``timeout_s``: the socket time limit the fetch ran under, named if it ran out."""
+    ``timeout_s``: the socket time limit the fetch ran under, named if it ran out;
+    ``folder``: where the worker keeps its files, named if its disk filled up."""
     causes = _causes(exc)
     blocked = find_not_allowed(exc)
     if blocked is not None:
         return not_allowed(url, blocked, stage)
+    if any(disk_full_cause(c) is not None for c in causes):
+        return disk_full(stage, folder)
 
     def find(kind: type[BaseException]) -> Any:
         return next((c for c in causes if isinstance(c, kind)), None)
@@ -473,11 +480,12 @@ class DownloadActivities:
                 if duration and duration > policy.max_duration_s:
                     raise too_long(input.url, duration, policy.max_duration_s, "download")
                 info = ydl.process_ie_result(info, download=True) if info else None
-        except (DownloadError, ExtractorError, OSError, _TooLarge, _OverQuota, _NeedsFfmpeg) as exc:
-            # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version.
+        except (YoutubeDLError, OSError, _TooLarge, _OverQuota, _NeedsFfmpeg) as exc:
+            # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version;
+            # a file that cannot be written, as yt-dlp's UnavailableVideoError.
             reraise_if_cancelled(exc)
             raise classify_download_error(
-                input.url, exc, timeout_s=policy.socket_timeout_s
+                input.url, exc, timeout_s=policy.socket_timeout_s, folder=self._workspaces.root
             ) from None
         if info is None:
             raise ApplicationError(

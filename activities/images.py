@@ -91,7 +91,9 @@ class ImageActivities:
                         report(ActivityProgress(stage=Stage.DOWNLOAD, done=size, unit="bytes"))
         except (httpx.HTTPError, OSError) as exc:
             reraise_if_cancelled(exc)
-            raise classify_download_error(input.url, exc, timeout_s=self._timeout_s) from None
+            raise classify_download_error(
+                input.url, exc, timeout_s=self._timeout_s, folder=self._workspaces.root
+            ) from None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -4,6 +4,7 @@ holds that disk, and clean-up."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 import shutil
 from pathlib import Path
@@ -13,9 +14,42 @@ from temporalio.exceptions import ApplicationError
 
 from activities.progress import log
 from models.errors import ErrorKind
-from models.pipeline import CleanupResult, RouteResult, WorkspaceRef
+from models.pipeline import CleanupResult, RouteResult, WorkspaceRef, size_in_words
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+#: What a write fails with when the disk, or the user's disk quota, is full.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The ``OSError`` of a full disk in ``exc``'s chain of causes, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def disk_full(stage: str, folder: Path | None) -> ApplicationError:
+    """The error of a stage that could not write to the worker's disk: the operator's
+    to fix, not the link's. Retried (other items' files go as they end); ``folder``,
+    where the worker keeps its files, is named with the space left there."""
+    where = ""
+    if folder is not None:
+        try:
+            left = size_in_words(shutil.disk_usage(folder).free)
+        except OSError:
+            left = "unknown"
+        where = f" ({left} free at {folder})"
+    return ApplicationError(
+        f"{stage}: the worker's disk is full{where}; free space there or give the worker "
+        "a larger disk (REELSCOPE_DATA_DIR), then send the link again",
+        type=ErrorKind.DISK_FULL,
+    )
 
 
 class Workspaces:

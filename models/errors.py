@@ -11,8 +11,8 @@ from models.links import Shown
 
 
 class ErrorKind(StrEnum):
-    """Why an item failed. Every kind but ``Internal``, ``Timeout`` and (when the cause is
-    transient) ``DownloadFailed`` is final."""
+    """Why an item failed. Every kind but ``Internal``, ``Timeout``, ``DiskFull`` and
+    (when the cause is transient) ``DownloadFailed`` is final."""
 
     UNSUPPORTED_URL = "UnsupportedUrl"
     URL_NOT_ALLOWED = "UrlNotAllowed"
@@ -21,6 +21,8 @@ class ErrorKind(StrEnum):
     MEDIA_TOO_LARGE = "MediaTooLarge"
     MEDIA_TOO_LONG = "MediaTooLong"
     DISK_QUOTA_EXCEEDED = "DiskQuotaExceeded"
+    #: The worker's own disk, not the link: retried, since other items' files go.
+    DISK_FULL = "DiskFull"
     CORRUPT_MEDIA = "CorruptMedia"
     NO_MEDIA = "NoMedia"
     NO_VIDEO_STREAM = "NoVideoStream"
@@ -36,7 +38,8 @@ class ErrorKind(StrEnum):
 FINAL_ERROR_KINDS: list[str] = [
     k.value
     for k in ErrorKind
-    if k not in (ErrorKind.INTERNAL, ErrorKind.TIMEOUT, ErrorKind.DOWNLOAD_FAILED)
+    if k
+    not in (ErrorKind.INTERNAL, ErrorKind.TIMEOUT, ErrorKind.DOWNLOAD_FAILED, ErrorKind.DISK_FULL)
 ]
 
 

@@ -4,8 +4,20 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.worker import Worker
+
+from worker import DiskFullReported
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,3 +205,65 @@ def test_every_blas_library_is_left_one_thread_and_still_computes() -> None:
     assert seen["libraries"] == len(seen["before"]) >= 1, seen
     assert seen["after"] == [1] * seen["libraries"], seen
     assert seen["product_right"], seen
+
+
+@activity.defn(name="write_to_a_full_disk")
+def write_to_a_full_disk(path: str) -> None:
+    """Writes where the kernel's ``/dev/full`` answers every write as a full disk does;
+    for a path ending in ``.jpg``, blames the picture, as a stage that writes what it
+    has just read might."""
+    try:
+        Path(path).write_bytes(b"\0" * 4096)
+    except OSError:
+        if not path.endswith(".jpg"):
+            raise
+        raise ApplicationError(
+            "probe: not a readable image", type="CorruptMedia", non_retryable=True
+        ) from None
+
+
+@workflow.defn(name="FullDisk", sandboxed=False)
+class FullDiskWorkflow:
+    @workflow.run
+    async def run(self, path: str) -> list[Any]:
+        try:
+            await workflow.execute_activity(
+                write_to_a_full_disk,
+                path,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError as err:
+            assert isinstance(err.cause, ApplicationError)
+            return [err.cause.type, err.cause.message, err.cause.non_retryable]
+        return []
+
+
+@pytest.mark.parametrize("name", ["full", "full.jpg"])
+async def test_a_full_disk_is_reported_as_the_workers_whatever_was_writing(
+    temporal_client: Client, tmp_path: Path, name: str
+) -> None:
+    """An activity that failed on a full disk, whether with the disk's ``OSError`` or
+    with an error of its own raised while handling it, reaches the workflow as
+    ``DiskFull``, with the space left where the worker keeps its files; it may be
+    retried."""
+    full = tmp_path / name
+    full.symlink_to("/dev/full")
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    with ThreadPoolExecutor(2) as pool:
+        async with Worker(
+            temporal_client,
+            task_queue=queue,
+            workflows=[FullDiskWorkflow],
+            activities=[write_to_a_full_disk],
+            activity_executor=pool,
+            interceptors=[DiskFullReported(tmp_path)],
+        ):
+            kind, message, final = await temporal_client.execute_workflow(
+                FullDiskWorkflow.run, str(full), id=queue, task_queue=queue
+            )
+    assert kind == "DiskFull"
+    assert message.startswith("write_to_a_full_disk: the worker's disk is full (")
+    assert f"free at {tmp_path})" in message
+    assert "free space there" in message
+    assert final is False

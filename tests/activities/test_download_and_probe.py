@@ -493,3 +493,22 @@ def test_size_cap_is_enforced_by_our_stream_check_too(
             DownloadInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
         )
     assert info.value.type == "MediaTooLarge"
+
+
+def test_a_download_that_fills_the_disk_says_it_is_the_workers_disk(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+) -> None:
+    """yt-dlp writes into ``media.mp4.part``; here that is the kernel's ``/dev/full``,
+    where every write fails as on a full disk. Not the link's fault, and retried."""
+    (workspaces.create(ref) / "media.mp4.part").symlink_to("/dev/full")
+    with pytest.raises(ApplicationError) as failed:
+        RecordingEnvironment().run(
+            downloader(workspaces, tmp_path),
+            DownloadInput(workspace=ref, url=f"{media_url}/{SAMPLE_NAME}"),
+        )
+    assert failed.value.type == "DiskFull"
+    assert not failed.value.non_retryable
+    message = failed.value.message
+    assert message.startswith("download: the worker's disk is full (")
+    assert f"free at {workspaces.root})" in message
+    assert "REELSCOPE_DATA_DIR" in message
