@@ -567,6 +567,14 @@ async def main() -> None:
         for number, (a, b, c) in enumerate(r["runs"], start=1):
             a_c = "-" if math.isnan(c) else f"{a / c:.3f}"  # NaN: the script failed
             print(f"| {r['size']} | {number} | {a:.2f} | {b:.2f} | {c:.2f} | {a / b:.3f} | {a_c} |")
+    for r in rows:
+        # Each run's own ratio pairs numbers taken seconds apart; the table above pairs
+        # medians that may come from different runs, and so different spells.
+        ratios = [a / b for a, b, _ in r["runs"]]
+        line = f"\n{r['size']}: the median of the runs' own a/b is {median(ratios):.3f}"
+        if not r["c_error"]:
+            line += f", of their a/c {median([a / c for a, _, c in r['runs']]):.3f}"
+        print(line)
     if first_job:
         print(
             f"\n(a) of the worker's first job, an untimed {first_job[0]} warm-up: "
