@@ -23,7 +23,9 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def disk_full_cause(exc: BaseException) -> OSError | None:
-    """The ``OSError`` of a full disk in ``exc``'s chain of causes, if any."""
+    """The ``OSError`` of a full disk in ``exc``'s chain of causes, if any. A context
+    raised ``from None`` counts: stages raise their own errors while handling the
+    disk's, and a full disk explains them."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
