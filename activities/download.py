@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import shutil
 import socket
 import ssl
 import threading
@@ -40,6 +41,21 @@ class _TooLarge(Exception):
 
 class _OverQuota(Exception):
     """Raised from the progress hook when the job's workspaces pass their disk quota."""
+
+
+class _NoRoom(Exception):
+    """Raised from the progress hook when the size a server declares for a download
+    will not fit in the space left on the worker's disk."""
+
+    def __init__(self, size: int, free: int) -> None:
+        super().__init__(size, free)
+        self.size = size
+        self.free = free
+
+
+#: Disk left free beside a download whose size is declared: the rest of the item's
+#: work writes there too (key frames, the transcript), and so do other items'.
+ROOM_AFTER_DOWNLOAD_BYTES = 64 * 2**20
 
 
 class _NeedsFfmpeg(Exception):
@@ -236,12 +252,21 @@ def classify_download_error(
     blocked = find_not_allowed(exc)
     if blocked is not None:
         return not_allowed(url, blocked, stage)
-    if any(disk_full_cause(c) is not None for c in causes):
-        return disk_full(stage, folder)
 
     def find(kind: type[BaseException]) -> Any:
         return next((c for c in causes if isinstance(c, kind)), None)
 
+    if (no_room := find(_NoRoom)) is not None:
+        return ApplicationError(
+            f"{stage}: {url} is {size_in_words(no_room.size)}, more than the worker's disk "
+            f"has free ({size_in_words(no_room.free)}{f' at {folder}' if folder else ''}, "
+            f"{size_in_words(ROOM_AFTER_DOWNLOAD_BYTES)} of it kept for the stages); free "
+            "space there or give the worker a larger disk (REELSCOPE_DATA_DIR), then send "
+            "the link again",
+            type=ErrorKind.DISK_FULL,
+        )
+    if any(disk_full_cause(c) is not None for c in causes):
+        return disk_full(stage, folder)
     if (ffmpeg := find(_NeedsFfmpeg)) is not None:
         return ApplicationError(
             f"{stage}: {url} is a live stream; Reelscope reads recordings, so send the "
@@ -431,13 +456,25 @@ class DownloadActivities:
         job_dir = workspace.parent
         others = _folder_bytes(job_dir) - _folder_bytes(workspace)
 
+        # The declared size last weighed against the disk's free space.
+        weighed: int | None = None
+
         def on_progress(status: dict[str, Any]) -> None:
+            nonlocal weighed
             done = int(status.get("downloaded_bytes") or 0)
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             if done > max_bytes or (total and total > max_bytes):
                 raise _TooLarge(max_bytes)
             if others + done > policy.job_disk_quota_bytes:
                 raise _OverQuota(policy.job_disk_quota_bytes)
+            # A declared size (not an estimate) that cannot fit stops the download at
+            # its first block, before it fills the disk under other items' stages.
+            declared = status.get("total_bytes")
+            if declared and declared != weighed:
+                weighed = declared
+                free = shutil.disk_usage(workspace).free
+                if declared - done + ROOM_AFTER_DOWNLOAD_BYTES > free:
+                    raise _NoRoom(int(declared), free)
             keep_alive.report(
                 ActivityProgress(
                     stage=Stage.DOWNLOAD,
@@ -480,7 +517,7 @@ class DownloadActivities:
                 if duration and duration > policy.max_duration_s:
                     raise too_long(input.url, duration, policy.max_duration_s, "download")
                 info = ydl.process_ie_result(info, download=True) if info else None
-        except (YoutubeDLError, OSError, _TooLarge, _OverQuota, _NeedsFfmpeg) as exc:
+        except (YoutubeDLError, OSError, _TooLarge, _OverQuota, _NoRoom, _NeedsFfmpeg) as exc:
             # Hook exceptions (size cap, quota) arrive bare or wrapped, by yt-dlp version;
             # a file that cannot be written, as yt-dlp's UnavailableVideoError.
             reraise_if_cancelled(exc)

@@ -324,7 +324,7 @@ class ActivityProgress(BaseModel):
 
 def size_in_words(count: int) -> str:
     """A byte count as a person reads it: '2 GiB', '300 MiB', '4,096 bytes'."""
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2)):
+    for unit, size in (("PiB", 1024**5), ("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2)):
         if count >= size:
             return f"{count / size:.3g} {unit}"
     return f"{count:,} bytes"

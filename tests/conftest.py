@@ -309,6 +309,9 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
 STALL_S = 20.0
 
 
+#: What ``/vast/`` links declare as their length: a pebibyte.
+VAST_BYTES = 2**50
+
 #: ``user:password`` that ``/private/`` asks for.
 PRIVATE_USER = "ann:s3cret"
 
@@ -320,7 +323,7 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
     ``/stall/<file>`` sends the file's full length and a quarter of it, then nothing
     for ``STALL_S`` seconds, as a server that stopped sending. ``/loop/...`` redirects
     to itself. ``/private/<file>`` asks for a user name and password (HTTP Basic:
-    ``PRIVATE_USER``)."""
+    ``PRIVATE_USER``). ``/vast/<file>`` declares ``VAST_BYTES``, then sends the file."""
 
     counts: ClassVar[dict[str, int]] = {}
     #: Every path requested, to prove a blocked fetch never arrived.
@@ -354,6 +357,16 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
             if stall:
                 self.wfile.flush()
                 time.sleep(STALL_S)
+            self.close_connection = True
+            return
+        if len(parts) == 3 and parts[1] == "vast":
+            # A petabyte declared, the file sent: more than any test machine has free.
+            body = (Path(self.directory) / parts[2]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(VAST_BYTES))
+            self.end_headers()
+            self.wfile.write(body)
             self.close_connection = True
             return
         if len(parts) == 3 and parts[1] == "private":

@@ -35,6 +35,7 @@ from tests.activities.conftest import RecordingEnvironment
 from tests.conftest import (
     SAMPLE_NAME,
     STALL_S,
+    VAST_BYTES,
     make_audio_with_cover,
     make_browser_recording,
     make_second_audio_track,
@@ -230,6 +231,8 @@ def test_a_redirect_loop_is_named(
 @pytest.mark.parametrize(
     ("count", "words"),
     [
+        (3 * 1024**5, "3 PiB"),
+        (int(1.2 * 1024**4), "1.2 TiB"),
         (2 * 1024**3, "2 GiB"),
         (1536 * 1024**2, "1.5 GiB"),
         (300 * 1024**2, "300 MiB"),
@@ -511,4 +514,30 @@ def test_a_download_that_fills_the_disk_says_it_is_the_workers_disk(
     message = failed.value.message
     assert message.startswith("download: the worker's disk is full (")
     assert f"free at {workspaces.root})" in message
+    assert "REELSCOPE_DATA_DIR" in message
+
+
+def test_a_download_declared_larger_than_the_free_disk_stops_at_once(
+    workspaces: Workspaces, ref: WorkspaceRef, media_url: str, tmp_path: Path
+) -> None:
+    """A server declares a pebibyte: the download stops at its first block, before it
+    fills the disk that other items' stages write to, and says how much is free."""
+    policy = FetchPolicy(
+        max_bytes=VAST_BYTES * 2,
+        job_disk_quota_bytes=VAST_BYTES * 2,
+        socket_timeout_s=10,
+        allow_private=True,
+    )
+    download = DownloadActivities(workspaces, tmp_path / "data", policy).download_media
+    with pytest.raises(ApplicationError) as failed:
+        RecordingEnvironment().run(
+            download, DownloadInput(workspace=ref, url=f"{media_url}/vast/{SAMPLE_NAME}")
+        )
+    assert failed.value.type == "DiskFull"
+    assert not failed.value.non_retryable
+    message = failed.value.message
+    assert f"/vast/{SAMPLE_NAME} is 1 PiB, more than the worker's disk has free (" in (message), (
+        message
+    )
+    assert f" at {workspaces.root}, 64 MiB of it kept for the stages)" in message
     assert "REELSCOPE_DATA_DIR" in message
