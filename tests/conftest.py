@@ -360,7 +360,7 @@ class FlakyMediaHandler(http.server.SimpleHTTPRequestHandler):
             self.close_connection = True
             return
         if len(parts) == 3 and parts[1] == "vast":
-            # A petabyte declared, the file sent: more than any test machine has free.
+            # A pebibyte declared, the file sent: more than any test machine has free.
             body = (Path(self.directory) / parts[2]).read_bytes()
             self.send_response(200)
             self.send_header("Content-Type", "video/mp4")
