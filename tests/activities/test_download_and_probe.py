@@ -536,8 +536,7 @@ def test_a_download_declared_larger_than_the_free_disk_stops_at_once(
     assert failed.value.type == "DiskFull"
     assert not failed.value.non_retryable
     message = failed.value.message
-    assert f"/vast/{SAMPLE_NAME} is 1 PiB, more than the worker's disk has free (" in (message), (
-        message
-    )
+    said = f"/vast/{SAMPLE_NAME} is 1 PiB, more than the worker's disk has free ("
+    assert said in message, message
     assert f" at {workspaces.root}, 64 MiB of it kept for the stages)" in message
     assert "REELSCOPE_DATA_DIR" in message
