@@ -186,15 +186,11 @@ class _DiskFullInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
             return await super().execute_activity(input)
-        except TemporalError as err:
-            if not isinstance(err, ApplicationError) or err.type == ErrorKind.DISK_FULL:
-                raise  # a cancel, or already said
-            cause = disk_full_cause(err)
-            if cause is None:
-                raise
-            raise self._disk_full() from cause
         except Exception as err:
-            cause = disk_full_cause(err)
+            said = isinstance(err, TemporalError) and (
+                not isinstance(err, ApplicationError) or err.type == ErrorKind.DISK_FULL
+            )
+            cause = None if said else disk_full_cause(err)  # said: a cancel, or DiskFull
             if cause is None:
                 raise
             raise self._disk_full() from cause
