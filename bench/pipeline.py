@@ -100,7 +100,10 @@ class Clip:
 
 
 def wer(spec: SampleSpec, text: str) -> float:
-    said = " ".join([SPEECH_TEXT] * 8)  # the looped track
+    # The track loops to fill the clip; it takes over 4 s to say, so this many loops
+    # hold every word heard, and the truth is cut to the words heard below.
+    loops = math.ceil(spec.total_frames / spec.fps / 4) + 1
+    said = " ".join([SPEECH_TEXT] * loops)
     truth = norm(said).split()
     heard = norm(text).split()
     return float(jiwer.wer(" ".join(truth[: max(len(heard), 1)]), " ".join(heard)))
