@@ -54,6 +54,29 @@ def speech_track(container: av.container.InputContainer) -> av.AudioStream | Non
 SANE_SAMPLE_ASPECT = (Fraction(1, 4), Fraction(4))
 
 
+#: The longest title taken from a file's tags; a longer one is cut, with an ellipsis.
+TAG_TITLE_CHARS = 200
+
+
+def tagged_title(container: av.container.InputContainer) -> str | None:
+    """The title a file's own tags give it: an MP3's ID3 title, an MP4's or MOV's name,
+    a Matroska or WebM segment's title; in Ogg, whose comments belong to a stream, its
+    first audio stream's. Runs of white space and control characters become one space;
+    None where there is no such tag, or it is blank.
+
+    A Matroska track's title is not read: it names the track ("English", "Commentary")."""
+    tags = {key.lower(): value for key, value in container.metadata.items()}
+    title = tags.get("title")
+    if not title and container.format.name == "ogg" and container.streams.audio:
+        stream_tags = container.streams.audio[0].metadata
+        title = {key.lower(): value for key, value in stream_tags.items()}.get("title")
+    words = "".join(c if c.isprintable() else " " for c in title or "").split()
+    tidy = " ".join(words)
+    if len(tidy) > TAG_TITLE_CHARS:
+        tidy = tidy[: TAG_TITLE_CHARS - 1].rstrip() + "…"
+    return tidy or None
+
+
 def displayed_width(width: int, sample_aspect: Fraction | None) -> int:
     """The width a player shows a frame stored ``width`` pixels wide at, given the
     stream's sample (pixel) aspect ratio: a DVD's 720x480 with 32:27 shows 853 wide, as
@@ -172,8 +195,12 @@ class ProbeActivities:
                     type=ErrorKind.MEDIA_TOO_LONG,
                     non_retryable=True,
                 )
+            title = input.title
+            if input.title_is_file_name or not title:
+                # A podcast's or an exported video's own title says more than its name.
+                title = tagged_title(container) or title
             metadata = MediaMetadata(
-                title=input.title,
+                title=title,
                 duration_s=round(duration, 3) if duration else None,
                 width=width,
                 height=height,

@@ -171,7 +171,16 @@ def items_from_info(info: dict[str, Any], source_url: str) -> list[MediaRef]:
     ):
         image = _best_image_url(info) or source_url
         return [MediaRef(source_url=source_url, url=image, kind="image", title=_own_title(info))]
-    return [MediaRef(source_url=source_url, url=source_url, kind="video", title=_own_title(info))]
+    return [
+        MediaRef(
+            source_url=source_url,
+            url=source_url,
+            kind="video",
+            title=_own_title(info),
+            # yt-dlp's generic extractor titles a link straight to a file by its name.
+            title_is_file_name=bool(info.get("direct")),
+        )
+    ]
 
 
 #: Tags a page names its video in, best first: Open Graph's, then Twitter's card.

@@ -45,6 +45,11 @@ class MediaRef(BaseModel):
     url: str = Field(description="What to download: the link itself, or an entry's media URL.")
     kind: Literal["video", "image"] = "video"
     title: str | None = None
+    title_is_file_name: bool = Field(
+        False,
+        description="The title is only the link's file name (a direct link to a file); "
+        "a title the file's own tags give is used instead.",
+    )
 
 
 class ResolveInput(BaseModel):
@@ -176,6 +181,9 @@ class ProbeInput(BaseModel):
     workspace: WorkspaceRef
     media_file: str
     title: str | None = None
+    title_is_file_name: bool = Field(
+        False, description="``title`` is a file name: the file's own title tag wins."
+    )
 
 
 class ProbeResult(BaseModel):

@@ -95,7 +95,7 @@ def make_hostile_media(folder: Path) -> None:
     run_ffmpeg(
         "-i", str(folder / SAMPLE_NAME), "-vn", "-c:a", "copy", str(folder / "audio_only.m4a")
     )
-    make_audio_with_cover(folder / SAMPLE_NAME, folder / "podcast.mp3")
+    make_audio_with_cover(folder / SAMPLE_NAME, folder / "podcast.mp3", PODCAST_TITLE)
     make_second_audio_track(folder / SAMPLE_NAME, folder / "two_tracks.mkv")
     make_second_audio_track(folder / SAMPLE_NAME, folder / "speech_second.mp4", True)
     run_ffmpeg(
@@ -153,18 +153,23 @@ def make_browser_recording(video: Path, out: Path) -> None:
     )  # fmt: skip
 
 
-def make_audio_with_cover(video: Path, out: Path) -> None:
+#: The title tag of the podcast the tests serve (``podcast.mp3``).
+PODCAST_TITLE = "Episode 12: the sample, read aloud"
+
+
+def make_audio_with_cover(video: Path, out: Path, title: str | None = None) -> None:
     """``video``'s sound with one of its frames as cover art (an attached picture), as
     podcasts and music are published: an MP3 or M4A by ``out``'s suffix; an MP4 keeps
-    ``video``'s video too (a video with a thumbnail)."""
+    ``video``'s video too (a video with a thumbnail). ``title`` goes in its title tag."""
     cover = out.with_suffix(".cover.jpg")
     run_ffmpeg("-ss", "5", "-i", str(video), "-frames:v", "1", str(cover))
     video_too = ["-map", "0:v"] if out.suffix == ".mp4" else []
     audio = ["-c:a", "libmp3lame"] if out.suffix == ".mp3" else ["-c:a", "aac"]
+    tags = ["-metadata", f"title={title}"] if title else []
     run_ffmpeg(
         "-i", str(video), "-i", str(cover), *video_too, "-map", "0:a", "-map", "1:v",
         *audio, "-c:v", "copy", f"-disposition:v:{len(video_too) // 2}", "attached_pic",
-        str(out),
+        *tags, str(out),
     )  # fmt: skip
     cover.unlink()
 

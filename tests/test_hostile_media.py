@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from reelscope.settings import Settings
-from tests.conftest import SAMPLE_NAME, running_worker, workspace_files
+from tests.conftest import PODCAST_TITLE, SAMPLE_NAME, running_worker, workspace_files
 from tests.test_end_to_end import submit, wait_for_result
 from worker import Models
 
@@ -70,9 +70,14 @@ async def test_audio_only_gives_a_transcript_only(
 ) -> None:
     """An MP3 with cover art, as podcasts are published, is audio: its cover picture
     (a video stream of one frame, at 90000 fps by FFmpeg's count) was once taken for
-    its video, and a 720p cover on 30 s of audio failed as too large to decode."""
+    its video, and a 720p cover on 30 s of audio failed as too large to decode.
+
+    A link straight to a file is titled by the file's own title tag where it has one
+    (the podcast's episode title), else by its name."""
     item, _ = await outcome(api, f"{media_url}/{name}")
     assert item["state"] == "succeeded", item
+    title = PODCAST_TITLE if name == "podcast.mp3" else "audio_only"
+    assert item["metadata"]["title"] == title
     assert item["scenes"] == [] and "sunny and warm" in item["transcript"]["text"]
     assert any("no video stream" in note for note in item["notes"])
     assert any("cover picture" in note for note in item["notes"]) == (name == "podcast.mp3")

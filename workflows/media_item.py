@@ -468,7 +468,12 @@ class MediaItemWorkflow:
             queue,
             Stage.PROBE,
             "probe_media",
-            ProbeInput(workspace=ref, media_file=media_file, title=title),
+            ProbeInput(
+                workspace=ref,
+                media_file=media_file,
+                title=title,
+                title_is_file_name=input.media.title_is_file_name,
+            ),
             ProbeResult,
             policies.PROBE,
             io=True,

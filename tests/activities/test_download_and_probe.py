@@ -21,7 +21,7 @@ from activities.download import (
     new_downloader,
     size_in_words,
 )
-from activities.probe import MediaLimits, ProbeActivities
+from activities.probe import TAG_TITLE_CHARS, MediaLimits, ProbeActivities
 from activities.resolve import ResolveActivities
 from activities.workspace import Workspaces
 from models.pipeline import (
@@ -39,6 +39,7 @@ from tests.conftest import (
     make_audio_with_cover,
     make_browser_recording,
     make_second_audio_track,
+    run_ffmpeg,
 )
 
 
@@ -329,6 +330,50 @@ def test_probe_names_the_codec_not_the_decoder(
         .metadata
     )
     assert (meta.video_codec, meta.audio_codec) == ("av1", "opus")
+
+
+LONG_TITLE = "A title\nover two lines, " + "and on " * 40
+
+
+@pytest.mark.parametrize(
+    ("name", "tags", "title"),
+    [
+        ("tagged.mp4", ["-metadata", "title=Review – part 2"], "Review – part 2"),
+        ("tagged.mkv", ["-metadata", "title=Interview"], "Interview"),
+        # Ogg keeps its comments with the stream they describe.
+        ("tagged.ogg", ["-vn", "-c:a", "libopus", "-metadata", "title=A talk"], "A talk"),
+        # A Matroska track's title names the track, not the media.
+        ("track-named.mkv", ["-metadata:s:a:0", "title=English"], "media"),
+        ("untagged.mp4", [], "media"),
+        ("blank.mp4", ["-metadata", "title=   "], "media"),
+        ("long.mp4", ["-metadata", f"title={LONG_TITLE}"], None),
+    ],
+)
+def test_a_files_own_title_tag_names_it_where_its_link_gave_only_its_name(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    sample_in_workspace: str,
+    name: str,
+    tags: list[str],
+    title: str | None,
+) -> None:
+    source = workspaces.file(ref, sample_in_workspace)
+    run_ffmpeg("-i", str(source), "-c:v", "copy", *tags, str(workspaces.file(ref, name)))
+    probe = ProbeActivities(workspaces).probe_media
+    named = RecordingEnvironment().run(
+        probe, ProbeInput(workspace=ref, media_file=name, title="media", title_is_file_name=True)
+    )
+    if title is not None:
+        assert named.metadata.title == title
+    else:  # one line, cut with an ellipsis
+        got = named.metadata.title or ""
+        assert got.startswith("A title over two lines, and on and on")
+        assert len(got) <= TAG_TITLE_CHARS and got.endswith("on…") and "\n" not in got
+    # A title the link's page gave is kept.
+    paged = RecordingEnvironment().run(
+        probe, ProbeInput(workspace=ref, media_file=name, title="A post (2)")
+    )
+    assert paged.metadata.title == "A post (2)"
 
 
 @pytest.mark.parametrize("name", ["cover.mp3", "cover.m4a", "thumbnail-after.mp4"])

@@ -92,6 +92,20 @@ def test_a_pages_only_video_has_the_pages_title(media_url: str) -> None:
     ]
 
 
+def test_a_direct_links_title_is_marked_as_its_file_name(media_url: str) -> None:
+    """yt-dlp titles a link straight to a file by its name; a page's title is its own.
+    The probe puts a file's own title tag before a name (tests of the probe)."""
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
+    direct = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/{SAMPLE_NAME}"))
+    assert [(i.title, i.title_is_file_name) for i in direct.items] == [
+        (SAMPLE_NAME.rsplit(".", 1)[0], True)
+    ]
+    page = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/one.html"))
+    assert [(i.title, i.title_is_file_name) for i in page.items] == [
+        ("A page with one clip", False)
+    ]
+
+
 def test_resolve_link_reads_a_local_post_and_caps_it(media_url: str) -> None:
     activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
     result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/post.html"))
