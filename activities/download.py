@@ -22,7 +22,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from yt_dlp import YoutubeDL
 from yt_dlp.networking.exceptions import HTTPError, TransportError
-from yt_dlp.utils import ExtractorError, UnsupportedError, YoutubeDLError
+from yt_dlp.postprocessor import PostProcessor
+from yt_dlp.utils import ExtractorError, UnsupportedError, YoutubeDLError, replace_extension
 
 from activities.netguard import check_scheme, find_not_allowed, guard, not_allowed
 from activities.progress import KeepAlive, cancellation_wins, log, reraise_if_cancelled
@@ -64,6 +65,31 @@ class _NeedsFfmpeg(Exception):
     def __init__(self, live: bool) -> None:
         super().__init__("yt-dlp would fetch this stream with FFmpeg")
         self.live = live
+
+
+#: What a file is saved as where yt-dlp would refuse its extension (yt-dlp's own name
+#: for a direct link it cannot type).
+NEUTRAL_EXTENSION = "unknown_video"
+
+
+class NeutralExtension(PostProcessor):  # type: ignore[misc]
+    """Saves a file whose extension yt-dlp refuses as ``media.unknown_video``.
+
+    yt-dlp refuses to write files with extensions outside its list (a guard against a
+    site naming a download ``.exe`` or ``.desktop``), and so failed camcorder files it
+    was linked to straight: AVCHD's ``.mts``, DV's ``.dv``. Every file here is named by
+    the worker (``media.<ext>``) in an item's own folder and read by FFmpeg, which goes
+    by its content; only the extension changes. Runs before yt-dlp names the file."""
+
+    def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        ext = info.get("ext")
+        if ext:
+            try:
+                replace_extension(MEDIA_STEM, ext)
+            except Exception:  # yt-dlp's _UnsafeExtensionError, a private class
+                log().info("download.extension_replaced", ext=ext, saved_as=NEUTRAL_EXTENSION)
+                info = {**info, "ext": NEUTRAL_EXTENSION}
+        return [], info
 
 
 class _QuietLogger:
@@ -510,6 +536,7 @@ class DownloadActivities:
         keep_alive.report(ActivityProgress(stage=Stage.DOWNLOAD, unit="bytes"))
         try:
             with policy.guard(), new_downloader(options) as ydl:
+                ydl.add_post_processor(NeutralExtension(), when="video")
                 info = ydl.extract_info(input.url, download=False)
                 if (info or {}).get("is_live"):
                     raise _NeedsFfmpeg(live=True)

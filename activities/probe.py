@@ -54,6 +54,25 @@ def speech_track(container: av.container.InputContainer) -> av.AudioStream | Non
 SANE_SAMPLE_ASPECT = (Fraction(1, 4), Fraction(4))
 
 
+#: The most frames a second a stream's average rate is believed at. High-speed phone
+#: video is stored at 240; FFmpeg's DV demuxer gives its time base (60000) instead.
+MAX_PLAUSIBLE_FPS = 1000.0
+
+
+def frame_rate(video: av.VideoStream) -> float | None:
+    """A video stream's frames a second: its average rate, unless that is implausible,
+    then the rate FFmpeg guesses from its first frames' times, which the scene pass
+    goes by (PySceneDetect's ``guessed_rate``). A DV camcorder file's average rate is
+    60000, its guessed rate 25: at 60000 fps a 2-minute DV clip was refused as too
+    large to decode. Where both are implausible the higher is kept, so that the decode
+    budget still weighs a file that has that many frames."""
+    rates = [float(rate) for rate in (video.average_rate, video.guessed_rate) if rate and rate > 0]
+    plausible = [rate for rate in rates if rate <= MAX_PLAUSIBLE_FPS]
+    if plausible:
+        return plausible[0]
+    return max(rates) if rates else None
+
+
 #: The longest title taken from a file's tags; a longer one is cut, with an ellipsis.
 TAG_TITLE_CHARS = 200
 
@@ -160,8 +179,7 @@ class ProbeActivities:
             frame_count = None
             width = height = None
             if video is not None:
-                rate = video.average_rate or video.guessed_rate
-                fps = float(rate) if rate else None
+                fps = frame_rate(video)
                 width, height = video.codec_context.width, video.codec_context.height
                 if duration is None and video.duration and video.time_base:
                     duration = float(video.duration * video.time_base)

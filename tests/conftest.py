@@ -174,6 +174,16 @@ def make_audio_with_cover(video: Path, out: Path, title: str | None = None) -> N
     cover.unlink()
 
 
+def make_dv(video: Path, out: Path, seconds: float = 2.0) -> None:
+    """The first ``seconds`` of ``video`` as a PAL DV camcorder file (720x576 at 25
+    fps, 16:15 pixels, PCM sound), about 3.6 MB a second."""
+    run_ffmpeg(
+        "-i", str(video), "-t", str(seconds), "-vf", "scale=720:576", "-r", "25",
+        "-c:v", "dvvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ar", "48000",
+        "-ac", "2", str(out),
+    )  # fmt: skip
+
+
 def make_caption_image(path: Path, text: str, sideways: bool = False, fmt: str = "JPEG") -> None:
     """A 960x540 picture with ``text`` across it, as JPEG or (``fmt="HEIF"``) as an
     iPhone's HEIC. ``sideways``: stored as a phone stores a photo taken turned, its
@@ -289,6 +299,8 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
         '<meta property="og:video:type" content="video/mp4"></head><body></body></html>'
     )
     make_hostile_media(folder)
+    # yt-dlp refuses to save a file by a ".dv" extension: it is not on its list.
+    make_dv(folder / SAMPLE_NAME, folder / "camcorder.dv")
     make_streaming_copies(folder / SAMPLE_NAME, folder)
     # 80 s with speech throughout, for killing a worker mid-transcription.
     run_ffmpeg(

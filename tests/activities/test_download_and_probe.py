@@ -15,6 +15,7 @@ from yt_dlp.utils import DownloadError, UnsupportedError
 
 from activities import progress
 from activities.download import (
+    NEUTRAL_EXTENSION,
     DownloadActivities,
     FetchPolicy,
     classify_download_error,
@@ -38,6 +39,7 @@ from tests.conftest import (
     VAST_BYTES,
     make_audio_with_cover,
     make_browser_recording,
+    make_dv,
     make_second_audio_track,
     run_ffmpeg,
 )
@@ -127,6 +129,26 @@ print(json.dumps([before, [compiled(), "yt_dlp.extractor.generic" in sys.modules
     assert before == [0, False]
     assert with_pattern > 1000
     assert after == [with_pattern, True]
+
+
+def test_a_file_whose_extension_yt_dlp_refuses_is_saved_under_a_neutral_one(
+    workspaces: Workspaces, ref: WorkspaceRef, tmp_path: Path, media_dir: Path, media_url: str
+) -> None:
+    """A camcorder's DV file, served as ``video/dv``: yt-dlp refused to write a ".dv"
+    file ("the extracted extension is unusual and will be skipped for safety reasons"),
+    and the download failed. The worker names the file; FFmpeg reads it by content."""
+    result = RecordingEnvironment().run(
+        downloader(workspaces, tmp_path),
+        DownloadInput(workspace=ref, url=f"{media_url}/camcorder.dv"),
+    )
+    assert result.media_file == f"media.{NEUTRAL_EXTENSION}"
+    saved = workspaces.file(ref, result.media_file)
+    assert saved.read_bytes() == (media_dir / "camcorder.dv").read_bytes()
+    probe = RecordingEnvironment().run(
+        ProbeActivities(workspaces).probe_media,
+        ProbeInput(workspace=ref, media_file=result.media_file),
+    )
+    assert probe.has_video and probe.metadata.video_codec == "dvvideo"
 
 
 def test_download_404_is_a_final_not_found(
@@ -374,6 +396,22 @@ def test_a_files_own_title_tag_names_it_where_its_link_gave_only_its_name(
         probe, ProbeInput(workspace=ref, media_file=name, title="A post (2)")
     )
     assert paged.metadata.title == "A post (2)"
+
+
+def test_a_dv_files_frame_rate_is_its_frames_not_its_time_base(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """FFmpeg gives a DV file's average rate as 60000 (its time base): at that rate a
+    2-minute camcorder clip was refused as too large to decode. A budget that 25 fps
+    passes and 60000 fps would not shows which rate the probe went by."""
+    make_dv(workspaces.file(ref, sample_in_workspace), workspaces.file(ref, "tape.dv"))
+    limits = MediaLimits(max_decode_pixels=720 * 576 * 25 * 2 * 10)
+    result = RecordingEnvironment().run(
+        ProbeActivities(workspaces, limits).probe_media,
+        ProbeInput(workspace=ref, media_file="tape.dv"),
+    )
+    meta = result.metadata
+    assert (meta.fps, meta.duration_s, result.frame_count) == (25.0, 2.0, 50)
 
 
 @pytest.mark.parametrize("name", ["cover.mp3", "cover.m4a", "thumbnail-after.mp4"])
