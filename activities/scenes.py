@@ -495,6 +495,21 @@ class PlanarStream(VideoStreamAv):
         return self._codec_context.width, self._codec_context.height
 
     @property
+    def claimed_frames(self) -> int | None:
+        """The frames the file says the stream holds: PySceneDetect's count (the track's
+        samples, else its length at the frame rate), but no more than the stream's own
+        length gives. An MP4 cut without re-encoding (``ffmpeg -ss … -c copy``, a phone's
+        trim) keeps the frames before the cut, hidden by an edit list: its track held
+        542 samples where 530 play, and the item was said to end early."""
+        counted = self.duration.frame_num if self.duration is not None else None
+        stream = self._video_stream
+        if counted and stream.duration and stream.time_base:
+            shown = round(float(stream.duration * stream.time_base) * float(self.frame_rate))
+            if 0 < shown < counted:
+                return shown
+        return counted
+
+    @property
     def bit_rate(self) -> int:
         """The video stream's bits per second; the whole file's where the container
         records none for the stream (Matroska, WebM); 0 where neither is known."""
@@ -961,7 +976,7 @@ class SceneActivities:
         # Skipping that starts mid-stream would not take with a decoder that chooses it
         # when it opens (AV1): every frame is decoded there.
         while_still = self._skip_nonreference and step == 1 and not video.skip_fixed_at_open
-        total = video.duration.frame_num if video.duration is not None else None
+        total = video.claimed_frames
         # For progress only: the probe's length where the stream gives none.
         progress_total = total or (round(input.duration_s * fps) if input.duration_s else None)
         min_scene_len = min_scene_frames(

@@ -38,7 +38,7 @@ from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, ProbeInput, WorkspaceRef
 from reelscope.sample import SampleSpec
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_NAME, make_browser_recording
+from tests.conftest import SAMPLE_NAME, make_browser_recording, run_ffmpeg
 
 
 def test_spans_from_cuts() -> None:
@@ -943,3 +943,23 @@ def test_other_codecs_keep_deblocking_every_frame(tmp_path: Path) -> None:
     assert not video.skips_b_deblocking
     assert video.read(decode=False)
     video.close()
+
+
+def test_a_clip_cut_without_re_encoding_is_not_said_to_end_early(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """``ffmpeg -ss 2.5 -c copy`` (and a phone's trim) keeps the frames from the key
+    frame before the cut, and an edit list hides them: the track counts 420 samples,
+    405 of which play. The count the item compares with the frames decoded (its "ends
+    early" note) is the 405."""
+    source = workspaces.file(ref, sample_in_workspace)
+    trimmed = workspaces.file(ref, "trimmed.mp4")
+    run_ffmpeg("-ss", "2.5", "-i", str(source), "-c", "copy", str(trimmed))
+    result = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="trimmed.mp4"),
+    )
+    assert result.decoded_frames == 405
+    assert result.expected_frames == 405
+    # The sample's cuts at 4, 8 and 12 s, 2.5 s earlier.
+    assert [s.start_frame for s in result.scenes[1:]] == [45, 165, 285]
