@@ -847,6 +847,20 @@ class ContentCutDetector(ChannelSumsScore):
     """PySceneDetect's ``ContentDetector`` with the score of ``ChannelSumsScore``."""
 
 
+#: Below this many frames a second the content detector finds the cuts, whatever the
+#: worker's choice. The adaptive detector weighs a frame's change against the changes of
+#: the two frames on either side, so a shot must last three frames to stand out: a tenth
+#: of a second at 30 fps, but 6 s at 0.5 fps. A 0.5 fps slideshow of 4 s slides kept one
+#: cut of four, and one with a frame per slide none. Frames a third of a second or more
+#: apart are each their own picture; a change of content between them is a cut.
+ADAPTIVE_MIN_FPS = 3.0
+
+
+def detector_kind(kind: str, fps: float) -> str:
+    """The detector to run on video of ``fps``: ``kind``, or "content" at low rates."""
+    return "content" if 0 < fps < ADAPTIVE_MIN_FPS else kind
+
+
 def make_detector(kind: str, threshold: float, min_scene_len: int) -> SceneDetector:
     if kind == "content":
         return ContentCutDetector(threshold=threshold, min_scene_len=min_scene_len)
@@ -999,7 +1013,11 @@ class SceneActivities:
             log().info("scenes.resumed", from_frame=previous.done, cuts=len(cuts))
 
         detector = TransientFilter(
-            make_detector(self._detector, input.threshold or self._threshold, min_scene_len),
+            make_detector(
+                detector_kind(self._detector, fps),
+                input.threshold or self._threshold,
+                min_scene_len,
+            ),
             settle_frames=max(2, round(SETTLE_SECONDS * fps)),
             refine=partial(self._refine_cut, str(path)) if self._skip_nonreference else None,
         )
@@ -1092,6 +1110,7 @@ class SceneActivities:
             count=len(scenes),
             frames=end_frame,
             fps=fps,
+            detector=detector_kind(self._detector, fps),
             decode_threads=threads,
             skipping_nonreference="one frame in two or more"
             if step > 1

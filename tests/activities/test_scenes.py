@@ -963,3 +963,19 @@ def test_a_clip_cut_without_re_encoding_is_not_said_to_end_early(
     assert result.expected_frames == 405
     # The sample's cuts at 4, 8 and 12 s, 2.5 s earlier.
     assert [s.start_frame for s in result.scenes[1:]] == [45, 165, 285]
+
+
+@pytest.mark.parametrize("fps", ["0.5", "0.25"])
+def test_a_slideshow_of_a_frame_or_two_a_slide_keeps_every_cut(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, fps: str
+) -> None:
+    """The sample's 4 s shots at 0.5 fps (two frames a shot) and 0.25 fps (one): the
+    adaptive detector, which weighs a frame against two on either side, kept one cut of
+    three and none. Below ``ADAPTIVE_MIN_FPS`` the content detector runs."""
+    source = workspaces.file(ref, sample_in_workspace)
+    run_ffmpeg("-i", str(source), "-vf", f"fps={fps}", "-an", str(workspaces.file(ref, "s.mp4")))
+    result = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15, "adaptive").detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="s.mp4"),
+    )
+    assert [s.start_s for s in result.scenes] == [0.0, 4.0, 8.0, 12.0]
