@@ -500,11 +500,14 @@ class PlanarStream(VideoStreamAv):
         samples, else its length at the frame rate), but no more than the stream's own
         length gives. An MP4 cut without re-encoding (``ffmpeg -ss … -c copy``, a phone's
         trim) keeps the frames before the cut, hidden by an edit list: its track held
-        542 samples where 530 play, and the item was said to end early."""
+        542 samples where 530 play, and the item was said to end early. The length is
+        counted at the higher of the stream's average rate and the rate the pass goes
+        by, so that a variable frame rate never makes it fewer frames than there are."""
         counted = self.duration.frame_num if self.duration is not None else None
         stream = self._video_stream
         if counted and stream.duration and stream.time_base:
-            shown = round(float(stream.duration * stream.time_base) * float(self.frame_rate))
+            rate = max(float(self.frame_rate), float(stream.average_rate or 0))
+            shown = round(float(stream.duration * stream.time_base) * rate)
             if 0 < shown < counted:
                 return shown
         return counted
