@@ -623,3 +623,25 @@ def test_a_download_declared_larger_than_the_free_disk_stops_at_once(
     assert said in message, message
     assert f" at {workspaces.root}, 64 MiB of it kept for the stages)" in message
     assert "REELSCOPE_DATA_DIR" in message
+
+
+@pytest.mark.parametrize("name", ["drm.mp4", "drm.m4a"])
+def test_encrypted_media_is_said_to_be_encrypted(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, name: str
+) -> None:
+    """An MP4 under Common Encryption (DRM). Its video failed as "does not decode
+    (Invalid data found when processing input)", and its sound alone decoded to noise:
+    the item succeeded with "no speech was detected"."""
+    source = workspaces.file(ref, sample_in_workspace)
+    video = [] if name.endswith(".mp4") else ["-vn"]
+    run_ffmpeg(
+        "-i", str(source), *video, "-c", "copy", "-encryption_scheme", "cenc-aes-ctr",
+        "-encryption_key", "76a6c65c5ea762046bd749a2e632ccbb",
+        "-encryption_kid", "a7e61c373e219033c21091fa607bf3b8", str(workspaces.file(ref, name)),
+    )  # fmt: skip
+    with pytest.raises(ApplicationError) as caught:
+        RecordingEnvironment().run(
+            ProbeActivities(workspaces).probe_media, ProbeInput(workspace=ref, media_file=name)
+        )
+    assert caught.value.type == "CorruptMedia" and caught.value.non_retryable
+    assert "encrypted (DRM)" in caught.value.message
