@@ -59,6 +59,13 @@ GAP_S = 0.1
 #: Audio before the video's first frame is left out; this much or more is told in the
 #: transcript's note. (A few hundredths are usual: encoder delay, B-frame delay.)
 LEFT_OUT_NOTED_S = 0.5
+#: Below this mean log-probability per token, a transcript is noted as heard with low
+#: confidence. With the bundled ``tiny.en``: clear English speech -0.30 to -0.60,
+#: speech under noise 12 dB down -0.83; Spanish, French and German speech, which it
+#: writes as English words, -0.96 to -1.67 (docs/quality.md).
+LOW_CONFIDENCE_LOGPROB = -0.9
+#: ... over at least this many words.
+LOW_CONFIDENCE_MIN_WORDS = 10
 
 
 def bundled_whisper_path() -> Path:
@@ -314,6 +321,53 @@ def _trusted_part(piece: Any, clip_start: float, trusted_until: float) -> tuple[
     return head, rest_from
 
 
+class HeardConfidence:
+    """How sure the model was of the words it heard: the mean log-probability of its
+    tokens over the segments kept (a retry counts those it heard itself)."""
+
+    def __init__(self) -> None:
+        self.logprob_sum = 0.0
+        self.tokens = 0
+        self.words = 0
+
+    def add(self, piece: Any, words: int) -> None:
+        """``piece``: a faster-whisper segment, of which ``words`` words were kept."""
+        tokens = len(piece.tokens or [])
+        self.logprob_sum += piece.avg_logprob * tokens
+        self.tokens += tokens
+        self.words += words
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return self.logprob_sum / self.tokens if self.tokens else None
+
+    @property
+    def low(self) -> bool:
+        mean = self.mean_logprob
+        return (
+            mean is not None
+            and mean < LOW_CONFIDENCE_LOGPROB
+            and self.words >= LOW_CONFIDENCE_MIN_WORDS
+        )
+
+    def note(self, model_name: str) -> str:
+        """What a user should know about a transcript heard with low confidence. A
+        model trained on English alone writes any speech as English words."""
+        english_only = model_name.endswith(".en")
+        return (
+            f"the words were heard with low confidence (mean log-probability "
+            f"{self.mean_logprob:.2f}; clear speech scores above {LOW_CONFIDENCE_LOGPROB}):"
+            " the speech may be unclear"
+            + (
+                f", or not in English, the only language the model {model_name} hears; for "
+                "other languages give the job a multilingual whisper_model, or set "
+                "REELSCOPE_WHISPER_MODEL"
+                if english_only
+                else ""
+            )
+        )
+
+
 def _undecodable(exc: Exception) -> ApplicationError:
     return ApplicationError(
         f"transcribe: the audio track does not decode ({exc.__class__.__name__}: {exc})",
@@ -371,6 +425,7 @@ class TranscribeActivities:
         _, model = self._models.get(input.model)
 
         segments: list[TranscriptSegment] = []
+        confidence = HeardConfidence()
         # Words before this point (by their midpoint) are in ``segments`` already.
         committed = 0.0
         language = input.language
@@ -422,6 +477,7 @@ class TranscribeActivities:
                         )
                         if segment is not None:
                             segments.append(segment)
+                            confidence.add(whole, len(segment.words))
                             committed = _resume_point(segment)
                             sink.write(segment.model_dump_json() + "\n")
                             sink.flush()
@@ -451,6 +507,8 @@ class TranscribeActivities:
             audio.close()
         duration = audio.decoded_s
         notes = [] if segments else ["no speech was detected"]
+        if confidence.low:
+            notes.append(confidence.note(model_name))
         if audio.left_out_s >= LEFT_OUT_NOTED_S:
             notes.append(
                 f"the audio's first {audio.left_out_s:.1f} s come before the video's first"

@@ -238,3 +238,19 @@ def test_audio_longer_than_a_window_is_heard_window_by_window_with_nothing_lost_
             assert after.start_s >= before.end_s, (before, after)
     assert words[-1].end_s > 0.9 * 80.0
     assert env.heartbeats[-1].done == len(windowed.segments)
+
+
+def test_speech_the_english_model_hears_with_low_confidence_is_noted(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, models: Models
+) -> None:
+    """The bundled ``tiny.en`` writes Spanish speech as English words ("I'm not sure
+    if I'm going to be in the house"), and the transcript read as a sound one. It now
+    says the words were heard with low confidence, and why that may be. The sample's
+    English speech gets no such note."""
+    shutil.copy(Path(__file__).parent / "speech" / "spanish.ogg", workspaces.file(ref, "es.ogg"))
+    spanish = transcribe(RecordingEnvironment(), workspaces, ref, "es.ogg", models).transcript
+    assert spanish.segments, "the model hears words in it"
+    assert spanish.note is not None and "low confidence" in spanish.note, spanish.note
+    assert "not in English, the only language the model tiny.en hears" in spanish.note
+    english = transcribe(RecordingEnvironment(), workspaces, ref, sample_in_workspace, models)
+    assert english.transcript.note is None
