@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import queue
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
 from av.video.plane import VideoPlane
 from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
 from scenedetect.backends.pyav import VideoStreamAv
@@ -275,6 +277,8 @@ class Picture:
     #: Counter-clockwise quarter turns that show the frame upright (as ``np.rot90``).
     turns: int = 0
     sampling: Sampling = Sampling()
+    #: Flipped left to right before it is turned (``orientation``).
+    mirrored: bool = False
 
     @classmethod
     def of_bgr(cls, image: np.ndarray, turns: int = 0) -> Picture:
@@ -299,7 +303,15 @@ class Picture:
         if shown != width:
             shrink = cv2.INTER_AREA if shown < width else cv2.INTER_LINEAR
             image = cv2.resize(image, (shown, height), interpolation=shrink)
-        return np.ascontiguousarray(np.rot90(image, self.turns)) if self.turns else image
+        return shown_upright(image, self.turns, self.mirrored)
+
+
+def shown_upright(image: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
+    """``image`` flipped left to right if ``mirrored``, then turned ``turns`` quarter
+    turns counter-clockwise."""
+    if mirrored:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns or mirrored else image
 
 
 def _plane(plane: VideoPlane, dtype: np.dtype, height: int, width: int) -> np.ndarray:
@@ -344,6 +356,26 @@ def _quarter_turns(frame: av.VideoFrame) -> int:
     return (int(frame.rotation) // 90) % 4
 
 
+#: The side data of a frame that says how a player turns and flips it.
+DISPLAY_MATRIX = SideDataType.DISPLAYMATRIX
+
+
+def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """(counter-clockwise quarter turns, mirrored) that show the frame as a player does
+    (FFmpeg's own autorotation), from its display matrix; mirrored means flipped left
+    to right before turning. ``frame.rotation`` alone reads a mirrored matrix (a front
+    camera's, which flips the picture back) as a turn: such a video's key frames were
+    written upside down, and no caption in them was read."""
+    if DISPLAY_MATRIX not in frame.side_data:
+        return _quarter_turns(frame), False
+    # PyAV's stubs give side_data as a TypedDict; it is a container keyed by Type.
+    matrix = frame.side_data[DISPLAY_MATRIX]  # type: ignore[literal-required]
+    a, b, _, c, d = struct.unpack_from("<5i", bytes(matrix))
+    if a * d - b * c < 0:
+        return round(math.degrees(math.atan2(c, -a)) / 90) % 4, True
+    return round(math.degrees(math.atan2(c, a)) / 90) % 4, False
+
+
 def detector_size(width: int, height: int, turns: int) -> tuple[int, int]:
     """Coded width and height for the detectors: the upright picture's width brought to
     PySceneDetect's downscale width, then even (and the height a multiple of 4), as I420
@@ -379,7 +411,7 @@ def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture |
     10-bit samples rounded to 8, full range brought to limited first). Every other pixel
     format goes through FFmpeg's own conversion to BGR at full size."""
     width, height = frame.width, frame.height
-    turns = _quarter_turns(frame)
+    turns, mirrored = orientation(frame)
     small = detector_size(width, height, turns)
     planes = _planes_420(frame)
     if planes is not None:
@@ -389,14 +421,12 @@ def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture |
         image = sampling.to_bgr(
             scaled_plane(y, small), scaled_plane(u, chroma), scaled_plane(v, chroma)
         )
-        kept = Picture((y, u, v), turns, sampling) if keep else None
+        kept = Picture((y, u, v), turns, sampling, mirrored) if keep else None
     else:
         full = frame.to_ndarray(format="bgr24")
         image = cv2.resize(full, small)
-        kept = Picture.of_bgr(full, turns) if keep else None
-    if turns:
-        image = np.ascontiguousarray(np.rot90(image, turns))
-    return image, kept
+        kept = Picture((full,), turns, mirrored=mirrored) if keep else None
+    return shown_upright(image, turns, mirrored), kept
 
 
 class PlanarStream(VideoStreamAv):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
+import av
 import cv2
 import imageio_ffmpeg
 import numpy as np
@@ -29,7 +30,9 @@ from activities.scenes import (
     SceneActivities,
     decode_threads,
     min_scene_frames,
+    orientation,
     scaled_plane,
+    shown_upright,
     spans_from_cuts,
     split_frame,
 )
@@ -979,3 +982,61 @@ def test_a_slideshow_of_a_frame_or_two_a_slide_keeps_every_cut(
         DetectScenesInput(workspace=ref, media_file="s.mp4"),
     )
     assert [s.start_s for s in result.scenes] == [0.0, 4.0, 8.0, 12.0]
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_a_frame_is_shown_as_ffmpeg_shows_it(tmp_path: Path, turn: int, mirror: bool) -> None:
+    """Every display matrix a file may carry (four turns, each also flipped, as a front
+    camera's video is), against FFmpeg's own autorotation of the same file."""
+    plain = tmp_path / "plain.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x96:rate=1", "-frames:v", "1", str(plain))
+    shown = tmp_path / "shown.mp4"
+    flip = ["-display_hflip"] if mirror else []
+    run_ffmpeg("-display_rotation", str(turn), *flip, "-i", str(plain), "-c", "copy", str(shown))
+    played = tmp_path / "played.png"
+    run_ffmpeg("-i", str(shown), "-frames:v", "1", str(played))
+    with av.open(str(shown)) as container:
+        frame = next(container.decode(video=0))
+        turns, mirrored = orientation(frame)
+        ours = shown_upright(frame.to_ndarray(format="bgr24"), turns, mirrored)
+    theirs = cv2.imread(str(played))
+    assert ours.shape == theirs.shape
+    assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 3
+
+
+def test_a_mirrored_videos_key_frames_are_written_as_it_plays(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str
+) -> None:
+    """A video stored flipped, with a matrix that flips it back (a front camera's): its
+    key frames were written upside down (``frame.rotation`` reads such a matrix as a
+    half turn), and OCR read no caption in them. Each is compared with the plain
+    sample's, written in a workspace of its own."""
+    source = workspaces.file(ref, sample_in_workspace)
+    other = WorkspaceRef(job_id=ref.job_id, item_index=ref.item_index + 1)
+    stored = workspaces.create(other) / "stored.mp4"
+    run_ffmpeg("-i", str(source), "-vf", "hflip", "-an", str(stored))
+    shown = workspaces.file(other, "m.mp4")
+    run_ffmpeg("-display_hflip", "-i", str(stored), "-c", "copy", str(shown))
+    scan = SceneActivities(workspaces, 27.0, 15).detect_scenes
+    mirrored = RecordingEnvironment().run(
+        scan, DetectScenesInput(workspace=other, media_file="m.mp4", keyframes=True)
+    )
+    plain = RecordingEnvironment().run(
+        scan, DetectScenesInput(workspace=ref, media_file=sample_in_workspace, keyframes=True)
+    )
+    assert len(mirrored.keyframes or []) == len(plain.keyframes or []) == 4
+    # The sharpest candidate may be another frame of a moving shot in a re-encoded copy:
+    # frames picked in both are compared.
+    pairs = [
+        (ours, theirs)
+        for ours, theirs in zip(mirrored.keyframes or [], plain.keyframes or [], strict=True)
+        if ours.keyframe.frame == theirs.keyframe.frame
+    ]
+    assert len(pairs) >= 2
+    for ours, theirs in pairs:
+        a = cv2.imread(str(workspaces.file(other, ours.image_file))).astype(int)
+        b = cv2.imread(str(workspaces.file(ref, theirs.image_file))).astype(int)
+        assert a.shape == b.shape
+        # JPEG's error; a picture turned a half turn differs by up to the full range.
+        assert np.percentile(np.abs(a - b), 99.5) < 40, ours.image_file
