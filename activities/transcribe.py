@@ -62,10 +62,10 @@ LEFT_OUT_NOTED_S = 0.5
 #: Below this mean log-probability per token, a transcript is noted as heard with low
 #: confidence. With the bundled ``tiny.en``: clear English speech -0.30 to -0.60,
 #: speech under noise 12 dB down -0.83; Spanish, French and German speech, which it
-#: writes as English words, -0.96 to -1.67 (docs/quality.md).
+#: writes as English words, -0.96 to -1.67 (docs/quality.md). Such speech fails every
+#: greedy pass and is sampled at faster-whisper's last fallback temperature, so its
+#: words change from run to run, some runs only one: any number of words is weighed.
 LOW_CONFIDENCE_LOGPROB = -0.9
-#: ... over at least this many words.
-LOW_CONFIDENCE_MIN_WORDS = 10
 
 
 def bundled_whisper_path() -> Path:
@@ -344,11 +344,7 @@ class HeardConfidence:
     @property
     def low(self) -> bool:
         mean = self.mean_logprob
-        return (
-            mean is not None
-            and mean < LOW_CONFIDENCE_LOGPROB
-            and self.words >= LOW_CONFIDENCE_MIN_WORDS
-        )
+        return mean is not None and mean < LOW_CONFIDENCE_LOGPROB and self.words > 0
 
     def note(self, model_name: str) -> str:
         """What a user should know about a transcript heard with low confidence. A
