@@ -281,8 +281,8 @@ class Picture:
     mirrored: bool = False
 
     @classmethod
-    def of_bgr(cls, image: np.ndarray, turns: int = 0) -> Picture:
-        return cls((image,), turns)
+    def of_bgr(cls, image: np.ndarray, turns: int = 0, mirrored: bool = False) -> Picture:
+        return cls((image,), turns, mirrored=mirrored)
 
     @property
     def nbytes(self) -> int:
@@ -352,10 +352,6 @@ def _sampling(frame: av.VideoFrame) -> Sampling:
     )
 
 
-def _quarter_turns(frame: av.VideoFrame) -> int:
-    return (int(frame.rotation) // 90) % 4
-
-
 #: The side data of a frame that says how a player turns and flips it.
 DISPLAY_MATRIX = SideDataType.DISPLAYMATRIX
 
@@ -367,7 +363,7 @@ def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     camera's, which flips the picture back) as a turn: such a video's key frames were
     written upside down, and no caption in them was read."""
     if DISPLAY_MATRIX not in frame.side_data:
-        return _quarter_turns(frame), False
+        return 0, False
     # PyAV's stubs give side_data as a TypedDict; it is a container keyed by Type.
     matrix = frame.side_data[DISPLAY_MATRIX]  # type: ignore[literal-required]
     a, b, _, c, d = struct.unpack_from("<5i", bytes(matrix))
@@ -425,7 +421,7 @@ def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture |
     else:
         full = frame.to_ndarray(format="bgr24")
         image = cv2.resize(full, small)
-        kept = Picture((full,), turns, mirrored=mirrored) if keep else None
+        kept = Picture.of_bgr(full, turns, mirrored) if keep else None
     return shown_upright(image, turns, mirrored), kept
 
 
@@ -562,7 +558,7 @@ class PlanarStream(VideoStreamAv):
     @property
     def frame_size(self) -> tuple[int, int]:
         """The size ``read`` returns, upright."""
-        turns = _quarter_turns(self._frame) if self._frame is not None else 0
+        turns = orientation(self._frame)[0] if self._frame is not None else 0
         width, height = detector_size(*self.coded_size, turns)
         return (height, width) if turns % 2 else (width, height)
 
