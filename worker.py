@@ -245,6 +245,7 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
             skip_nonreference=settings.scene_skip_nonreference_frames,
             skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
             niceness=settings.vision_niceness,
+            text_changes=settings.scene_text_changes,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
         OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes,

@@ -415,6 +415,7 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
 def frame_text(keyframe: KeyframeFile, read: list[RecognizedLine]) -> FrameText:
     return FrameText(
         scene_index=keyframe.scene_index,
+        frame=keyframe.keyframe.frame,
         lines=[
             TextLine(
                 text=line.text,
@@ -465,8 +466,15 @@ class OcrActivities:
         if previous:
             frames = [FrameText.model_validate(f) for f in previous.resume.get("frames", [])]
             log().info("ocr.resumed", frames_done=len(frames))
-        done = {f.scene_index for f in frames}
-        todo = [kf for kf in input.keyframes if kf.scene_index not in done]
+        # A scene may have several key frames. A frame read by an older worker is known
+        # by its scene alone; that worker gave each scene one.
+        done = {(f.scene_index, f.frame) for f in frames}
+        todo = [
+            kf
+            for kf in input.keyframes
+            if (kf.scene_index, kf.keyframe.frame) not in done
+            and (kf.scene_index, None) not in done
+        ]
         reused = 0
         # Closed at once if this thread raises (a cancel), which stops the readers.
         with closing(self._read(engine, input.workspace, todo)) as pictures:
@@ -483,7 +491,7 @@ class OcrActivities:
                         resume={"frames": [f.model_dump() for f in frames]},
                     )
                 )
-        frames.sort(key=lambda f: f.scene_index)
+        frames.sort(key=lambda f: (f.scene_index, f.frame or 0))
         log().info(
             "ocr.done",
             engine=engine.name,

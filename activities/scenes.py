@@ -58,6 +58,7 @@ from activities.heap import HEAP
 from activities.priority import run_lowered
 from activities.probe import displayed_width
 from activities.progress import cancellation_wins, log, report, resumed
+from activities.text_changes import TextChangeWatch
 from activities.workspace import Workspaces
 from models.errors import ErrorKind
 from models.jobs import KeyFrame, Stage
@@ -763,16 +764,40 @@ class PickedKeyframe:
     image_file: str
 
 
+def shown_by_main(main: int, extras: list[PickedKeyframe], every: int) -> PickedKeyframe | None:
+    """Of a scene's ``extras`` (picked where its text changed, in order), the one whose
+    text the main key frame ``main`` surely shows too. A change is picked at most two
+    looks (``every`` frames each) after it happened; a third allows for text that fades
+    in. Where that leaves a doubt, None."""
+    for extra, following in zip(extras, [*extras[1:], None], strict=False):
+        if extra.frame > main:
+            return None
+        if following is None or main <= following.frame - 3 * every:
+            return extra
+    return None
+
+
 class KeyframeCollector:
-    """Picks each scene's key frame from evenly spaced full-size frames of the scene.
+    """Picks each scene's key frame from evenly spaced full-size frames of the scene,
+    and, if ``text_changes``, the frames where the scene's text changed
+    (``activities.text_changes``).
 
-    ``offer`` every frame in order; ``close(cut)`` when a cut is confirmed. Samples start
-    ``SAMPLE_SECONDS`` apart and thin out (every other one dropped, spacing doubled)
-    whenever the scene gets long, so memory stays under ``SAMPLE_BUDGET_BYTES`` whatever
-    its length. The pick is the sharpest of the samples nearest the candidate positions
-    ``extract_keyframes`` uses (35, 50 and 65 % into the scene)."""
+    ``offer`` every frame ``wanted_from`` on, in order; ``close(cut)`` when a cut is
+    confirmed. Samples start ``SAMPLE_SECONDS`` apart and thin out (every other one
+    dropped, spacing doubled) whenever the scene gets long, so memory stays under
+    ``SAMPLE_BUDGET_BYTES`` whatever its length. The pick is the sharpest of the samples
+    nearest the candidate positions ``extract_keyframes`` uses (35, 50 and 65 % into the
+    scene). Frames picked for their text are written when seen, so none is held; at the
+    scene's close, the one whose text the main pick shows too is left out."""
 
-    def __init__(self, fps: float, open_start: int, save: Callable[[int, Picture], str]) -> None:
+    def __init__(
+        self,
+        fps: float,
+        open_start: int,
+        save: Callable[[int, Picture, int | None], str],
+        text_changes: bool = True,
+        open_extras: list[PickedKeyframe] | None = None,
+    ) -> None:
         self.base_stride = max(1, round(SAMPLE_SECONDS * fps))
         self.stride = self.base_stride
         self.capacity = 0
@@ -781,8 +806,23 @@ class KeyframeCollector:
         self.samples: list[tuple[int, Picture]] = []
         self.picked: list[PickedKeyframe] = []
         self._save = save
+        self.text: TextChangeWatch[Picture] | None = None
+        if text_changes:
+            self.text = TextChangeWatch(fps)
+            self.text.restart(open_start)
+        #: The open scene's frames picked for their text, already written.
+        self.extras: list[PickedKeyframe] = list(open_extras or [])
+
+    @property
+    def wanted_from(self) -> int:
+        """The first frame from which on a full-size picture is wanted."""
+        return self.next_at if self.text is None else min(self.next_at, self.text.next_at)
 
     def offer(self, number: int, image: Picture) -> None:
+        if self.text is not None and number >= self.text.next_at:
+            for frame, picture in self.text.look(number, image.grey(), image):
+                name = self._save(self.open_start, picture, frame)
+                self.extras.append(PickedKeyframe(self.open_start, frame, name))
         if number < self.next_at:
             return
         if not self.capacity:
@@ -802,7 +842,13 @@ class KeyframeCollector:
         self.samples = [s for s in self.samples if s[0] >= end]
         self.stride = self.base_stride
         self.next_at = self.samples[-1][0] + self.stride if self.samples else end
+        # Looks past the cut, taken before it was confirmed, saw the next scene.
+        extras = [kf for kf in self.extras if kf.frame < end]
+        self.extras = []
+        if self.text is not None:
+            self.text.restart(end)
         if not inside:
+            self.picked += extras
             return
         nearest: dict[int, Picture] = {}
         for target in candidate_frames(start, end):
@@ -810,7 +856,10 @@ class KeyframeCollector:
             nearest[number] = image
         # The earliest wins a tie, as in extract_keyframes.
         frame = max(sorted(nearest), key=lambda n: grey_sharpness(nearest[n].grey()))
-        self.picked.append(PickedKeyframe(start, frame, self._save(start, nearest[frame])))
+        self.picked.append(PickedKeyframe(start, frame, self._save(start, nearest[frame], None)))
+        if self.text is not None:
+            same = shown_by_main(frame, extras, self.text.every)
+            self.picked += [kf for kf in extras if kf is not same]
 
 
 class KeyframeTap:
@@ -825,7 +874,7 @@ class KeyframeTap:
     def wants(self, number: int) -> bool:
         """Whether frame ``number``'s full-size picture may become a sample."""
         self.close_confirmed()
-        return number >= self.collector.next_at
+        return number >= self.collector.wanted_from
 
     def offer(self, number: int, picture: Picture | None) -> None:
         """After the detectors have seen frame ``number``."""
@@ -961,6 +1010,7 @@ class SceneActivities:
         skip_nonreference: bool = False,
         skip_b_deblocking: bool = False,
         niceness: int = 0,
+        text_changes: bool = True,
     ) -> None:
         """``decode_threads``: the most threads that decode one video (see
         ``decode_threads``); 0 leaves the count to FFmpeg. ``spare_cpus``: the CPUs
@@ -969,8 +1019,11 @@ class SceneActivities:
         a cut that follows skipped frames by decoding them again (``refine_cut``).
         ``skip_b_deblocking``: B-frames are decoded without the deblocking filter
         (``PlanarStream``). ``niceness``: beside transcription, the pass runs this many
-        nice steps below the worker's other threads (``activities.priority``)."""
+        nice steps below the worker's other threads (``activities.priority``).
+        ``text_changes``: key frames are also written where a scene's text changes
+        (``activities.text_changes``)."""
         self._niceness = niceness
+        self._text_changes = text_changes
         self._skip_nonreference = skip_nonreference
         self._skip_b_deblocking = skip_b_deblocking
         self._workspaces = workspaces
@@ -990,8 +1043,9 @@ class SceneActivities:
     def _detect_scenes(self, input: DetectScenesInput) -> DetectScenesResult:
         """Hard cuts (see the module) with auto-downscale and, if asked, each scene's key
         frame, written as ``keyframes/at-NNNNNNN.jpg`` (the scene's first frame) in the
-        workspace. A retry seeks to the frame the last attempt heartbeated and keeps the
-        cuts and key frames found before it."""
+        workspace, and one more, ``at-NNNNNNN-MMMMMMM.jpg`` (its own frame), wherever the
+        scene's text changes. A retry seeks to the frame the last attempt heartbeated and
+        keeps the cuts and key frames found before it."""
         path = self._workspaces.file(input.workspace, input.media_file)
         try:
             video = PlanarStream(str(path), self._skip_b_deblocking)
@@ -1055,18 +1109,25 @@ class SceneActivities:
             out_dir = self._workspaces.file(input.workspace, "keyframes")
             out_dir.mkdir(exist_ok=True)
             # The scene open at the resume point lost its samples with the last attempt:
-            # its key frame comes from the part decoded from here on.
+            # its key frame comes from the part decoded from here on. What it picked for
+            # the scene's text so far stays; no key frame of that scene was picked else.
+            open_start = max(cuts, default=0)
             collector = KeyframeCollector(
                 fps,
-                max(cuts, default=0),
+                open_start,
                 partial(self._save, out_dir, video.sample_aspect),
+                text_changes=self._text_changes,
+                open_extras=[kf for kf in picked if kf.scene_start == open_start],
             )
+            picked = [kf for kf in picked if kf.scene_start != open_start]
             tap = KeyframeTap(detector, collector)
 
         def heartbeat(position: int) -> None:
             resume: dict[str, object] = {"cuts": sorted(set(cuts + detector.cuts))}
             if tap:
-                resume["keyframes"] = [vars(kf) for kf in picked + tap.collector.picked]
+                resume["keyframes"] = [
+                    vars(kf) for kf in picked + tap.collector.picked + tap.collector.extras
+                ]
             report(
                 ActivityProgress(
                     stage=Stage.SCENES,
@@ -1124,7 +1185,9 @@ class SceneActivities:
         if tap:
             tap.close_confirmed()
             tap.collector.close(end_frame)
-            by_start = {kf.scene_start: kf for kf in picked + tap.collector.picked}
+            by_start: dict[int, list[PickedKeyframe]] = {}
+            for kf in sorted(picked + tap.collector.picked, key=lambda kf: kf.frame):
+                by_start.setdefault(kf.scene_start, []).append(kf)
             keyframes = [
                 KeyframeFile(
                     scene_index=index,
@@ -1132,7 +1195,7 @@ class SceneActivities:
                     image_file=kf.image_file,
                 )
                 for index, scene in enumerate(scenes)
-                if (kf := by_start.get(scene.start_frame)) is not None
+                for kf in by_start.get(scene.start_frame, [])
             ]
         log().info(
             "scenes.detected",
@@ -1152,6 +1215,9 @@ class SceneActivities:
             b_frames_deblocked=not video.skips_b_deblocking,
             transients_dropped=detector.dropped,
             keyframes=None if keyframes is None else len(keyframes),
+            keyframes_for_changed_text=None
+            if keyframes is None
+            else len(keyframes) - len({kf.scene_index for kf in keyframes}),
         )
         return DetectScenesResult(
             fps=fps,
@@ -1171,10 +1237,15 @@ class SceneActivities:
             return at
 
     def _save(
-        self, out_dir: Path, sample_aspect: Fraction | None, scene_start: int, picture: Picture
+        self,
+        out_dir: Path,
+        sample_aspect: Fraction | None,
+        scene_start: int,
+        picture: Picture,
+        frame: int | None,
     ) -> str:
         """Writes a key frame JPEG, shaped as a player shows the frame; returns its name
-        inside the workspace."""
-        name = f"at-{scene_start:07d}.jpg"
+        inside the workspace. ``frame``: set for a frame picked for its text."""
+        name = f"at-{scene_start:07d}" + ("" if frame is None else f"-{frame:07d}") + ".jpg"
         write_jpeg(out_dir / name, picture.bgr(sample_aspect))
         return f"keyframes/{name}"

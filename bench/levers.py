@@ -239,6 +239,7 @@ def main() -> None:
             decode_threads,
             skip_nonreference=settings.scene_skip_nonreference_frames,
             skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
+            text_changes=settings.scene_text_changes,
         ).detect_scenes
 
     scenes_activity = scene_pass(settings.scene_decode_threads)

@@ -157,6 +157,7 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         skip_nonreference=settings.scene_skip_nonreference_frames,
         skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
         niceness=settings.vision_niceness,
+        text_changes=settings.scene_text_changes,
     ).detect_scenes
     ocr = OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes
 

@@ -356,6 +356,27 @@ def build_set(seed: int = 7, long_clip: bool = True) -> list[ClipSpec]:
                 tuple(SpeechPlacement(float(s)) for s in range(2, 290, 20)),
             )
         )
+
+    # 9. One 24 s shot whose burned-in subtitles change every 2 s, as a talking head's
+    #    do on social video: outlined text over a moving picture, then boxed captions,
+    #    each replacing the last with no gap.
+    #    Its own generator, so the clips above stay as they were.
+    sub_rng = np.random.default_rng(seed + 9)
+    texts = [
+        TextEvent(_words(sub_rng, 3), i * 60, i * 60 + 60, "busy" if i < 6 else "caption")
+        for i in range(12)
+    ]
+    clips.append(
+        ClipSpec(
+            "subtitled_one_shot",
+            960,
+            540,
+            30,
+            (Shot(720, "texture", _palette(sub_rng, 1)[0]),),
+            tuple(texts),
+            (SpeechPlacement(1.0),),
+        )
+    )
     return clips
 
 

@@ -86,6 +86,7 @@ class Reelscope:
                     s.scene_decode_threads,
                     skip_nonreference=s.scene_skip_nonreference_frames,
                     skip_b_deblocking=s.scene_skip_b_frame_deblocking,
+                    text_changes=s.scene_text_changes,
                 ).detect_scenes,
                 # The stages run one after another here, so nothing runs beside it.
                 DetectScenesInput(
@@ -107,11 +108,14 @@ class Reelscope:
             shutil.rmtree(folder, ignore_errors=True)
         seconds = time.perf_counter() - started
         out = [SceneOut(span.start_s, span.end_s) for span in scenes.scenes]
-        times = {kf.scene_index: kf.keyframe.time_s for kf in keyframes}
-        lines = {frame.scene_index: [line.text for line in frame.lines] for frame in ocr.frames}
-        for index, scene in enumerate(out):
-            if index in times:
-                scene.frames.append((times[index], lines.get(index, [])))
+        lines = {
+            (frame.scene_index, frame.frame): [line.text for line in frame.lines]
+            for frame in ocr.frames
+        }
+        for kf in keyframes:
+            out[kf.scene_index].frames.append(
+                (kf.keyframe.time_s, lines.get((kf.scene_index, kf.keyframe.frame), []))
+            )
         return SystemOut(
             cuts_s=[scene.start_s for scene in out[1:]],
             scenes=out,

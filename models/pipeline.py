@@ -263,6 +263,9 @@ class OcrInput(BaseModel):
 class FrameText(BaseModel):
     scene_index: int
     lines: list[TextLine]
+    frame: int | None = Field(
+        None, description="The key frame's frame number; None from older workers."
+    )
 
 
 class OcrResult(BaseModel):

@@ -195,6 +195,14 @@ class Settings(BaseSettings):
         "frames taken from B-frames are slightly blockier (docs/benchmarks.md). false: "
         "every frame is filtered.",
     )
+    scene_text_changes: bool = Field(
+        True,
+        description="Besides each scene's key frame, the scene pass writes one wherever "
+        "the scene's text changes (burned-in subtitles, bullets that appear one by one), "
+        "and OCR reads each; a scene's text lists every line once. Looks at two frames a "
+        "second, brought down to 640 px (activities/text_changes.py, docs/quality.md). "
+        "false: one key frame per scene.",
+    )
 
     vision_niceness: int = Field(
         5,

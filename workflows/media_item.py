@@ -558,7 +558,12 @@ class MediaItemWorkflow:
                     policies.OCR,
                     duration,
                 )
-                texts = {frame.scene_index: frame.lines for frame in ocr.frames}
+                for frame in ocr.frames:
+                    lines = texts.setdefault(frame.scene_index, [])
+                    # A scene read at several key frames (its text changed) lists each
+                    # line once, at the first frame that showed it.
+                    earlier = {line.text for line in lines}
+                    lines += [line for line in frame.lines if line.text not in earlier]
             else:
                 self._skip(Stage.OCR)
                 if not stages.ocr:

@@ -343,7 +343,8 @@ def test_the_scene_pass_keeps_the_keyframes_of_an_earlier_attempt(
 def test_keyframe_samples_thin_out_in_a_long_scene_and_the_sharpest_wins() -> None:
     saved: dict[int, np.ndarray] = {}
 
-    def save(start: int, picture: Picture) -> str:
+    def save(start: int, picture: Picture, frame: int | None) -> str:
+        assert frame is None  # no text here: nothing is picked for it
         saved[start] = picture.bgr()
         return f"keyframes/at-{start}.jpg"
 
