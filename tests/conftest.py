@@ -23,8 +23,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import cv2
 import httpx
 import imageio_ffmpeg
+import numpy as np
 import pytest
 import uvicorn
 from temporalio.api.enums.v1 import EventType
@@ -186,6 +188,47 @@ def make_dv(video: Path, out: Path, seconds: float = 2.0) -> None:
     )  # fmt: skip
 
 
+#: The captions of ``subtitled.mp4``, each on screen for ``SUBTITLE_SECONDS`` in turn.
+SUBTITLES = ["OPEN GARDEN MARKET", "SIGNAL TRAVEL NOTES", "QUIET RIVER PATH", "NEW CITY LIGHTS"]
+SUBTITLE_SECONDS = 2.0
+
+
+def make_subtitled_video(path: Path, fps: int = 25) -> None:
+    """One 8 s shot, 640x360, of soft blotches drifting 3 px a frame, under ``SUBTITLES``
+    drawn as burned-in subtitles are (white with a black outline, lower third), each
+    replacing the last with no gap. No sound."""
+    width, height = 640, 360
+    rng = np.random.default_rng(5)
+    blotches = cv2.resize(
+        rng.integers(60, 160, (height // 20, width // 10), dtype=np.uint8),
+        (width * 2, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
+    per_caption = round(SUBTITLE_SECONDS * fps)
+    frames = []
+    font = cv2.FONT_HERSHEY_DUPLEX
+    for number in range(per_caption * len(SUBTITLES)):
+        x = number * 3 % width
+        image = np.ascontiguousarray(blotches[:, x : x + width])
+        text = SUBTITLES[number // per_caption]
+        (text_width, _), _ = cv2.getTextSize(text, font, 1.0, 2)
+        origin = ((width - text_width) // 2, 300)
+        cv2.putText(image, text, origin, font, 1.0, 0, 7, cv2.LINE_AA)
+        cv2.putText(image, text, origin, font, 1.0, 255, 2, cv2.LINE_AA)
+        frames.append(image.tobytes())
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run(
+        [
+            *command,
+            *("-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{width}x{height}"),
+            *("-r", str(fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)),
+        ],
+        input=b"".join(frames),
+        check=True,
+        timeout=60,
+    )
+
+
 def make_caption_image(path: Path, text: str, sideways: bool = False, fmt: str = "JPEG") -> None:
     """A 960x540 picture with ``text`` across it, as JPEG or (``fmt="HEIF"``) as an
     iPhone's HEIC. ``sideways``: stored as a phone stores a photo taken turned, its
@@ -281,6 +324,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
         '<video controls><source src="silent.mp4" type="video/mp4"></video></body></html>'
     )
     make_caption_image(folder / "caption.jpg", CAPTION_IMAGE_TEXT)
+    make_subtitled_video(folder / "subtitled.mp4")
     make_animated_image(folder / "animated.gif")
     make_animated_image(folder / "animated.webp")
     caption = (folder / "caption.jpg").read_bytes()

@@ -24,6 +24,8 @@ from tests.conftest import (
     ANIMATION_SHOTS,
     SAMPLE_NAME,
     SAMPLE_WER_BOUND,
+    SUBTITLE_SECONDS,
+    SUBTITLES,
     running_worker,
     workspace_files,
 )
@@ -308,3 +310,21 @@ async def test_private_addresses_are_refused_by_default(
     assert time.monotonic() - started < 15
     assert [i["error"]["type"] for i in result["items"]] == ["UrlNotAllowed"] * 4
     assert all("public" in i["error"]["message"] for i in result["items"])
+
+
+async def test_a_shot_whose_subtitles_change_lists_each_caption_once_in_order(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    """One shot, four subtitles in turn: the scene has a key frame for each, and its
+    text each caption once, timed while it was on screen."""
+    job_id = await submit(api, f"{media_url}/subtitled.mp4")
+    result, _ = await wait_for_result(api, job_id, timeout_s=120)
+    (item,) = result["items"]
+    assert item["state"] == "succeeded", item
+    (scene,) = item["scenes"]
+    assert len(scene["keyframes"]) >= len(SUBTITLES)
+    assert all(kf["url"] for kf in scene["keyframes"])
+    texts = [normalize(line["text"]) for line in scene["text"]]
+    assert texts == [normalize(caption) for caption in SUBTITLES], scene["text"]
+    for line, number in zip(scene["text"], range(len(SUBTITLES)), strict=True):
+        assert number * SUBTITLE_SECONDS <= line["time_s"] < (number + 1) * SUBTITLE_SECONDS

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from itertools import pairwise
 from pathlib import Path
@@ -23,10 +24,12 @@ from activities.ocr import (
     onnx_threads_that_sleep,
     readable,
 )
+from activities.scenes import SceneActivities
 from activities.workspace import Workspaces
 from models.jobs import KeyFrame, Stage
 from models.pipeline import (
     ActivityProgress,
+    DetectScenesInput,
     ExtractKeyframesInput,
     FrameText,
     KeyframeFile,
@@ -37,6 +40,7 @@ from models.pipeline import (
 from reelscope.sample import SampleSpec
 from reelscope.settings import Settings
 from tests.activities.conftest import RecordingEnvironment
+from tests.conftest import SUBTITLE_SECONDS, SUBTITLES
 from worker import Models
 
 
@@ -320,3 +324,43 @@ def test_a_picture_shown_again_is_read_once_and_a_changed_caption_is_read(
     assert texts[4] == texts[5] == texts[3] == ["TEMPORAL WORKFLOW 42"]
     assert [line.time_s for line in result.frames[4].lines] == [4.0]
     assert texts[6] != texts[3] and texts[6], texts[6]
+
+
+def test_each_caption_of_a_subtitled_shot_is_read_and_a_retry_reads_only_the_rest(
+    workspaces: Workspaces, ref: WorkspaceRef, media_dir: Path, models: Models
+) -> None:
+    """The scene pass's key frames for a shot whose subtitles change, read by OCR. A
+    retry that had read the scene's first key frames reads only the others: several
+    key frames of one scene are told apart."""
+    shutil.copy(media_dir / "subtitled.mp4", workspaces.create(ref) / "media.mp4")
+    scenes = RecordingEnvironment().run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="media.mp4", keyframes=True),
+    )
+    keyframes = scenes.keyframes or []
+    assert len(keyframes) > len(SUBTITLES) / 2
+    read = RecordingEnvironment().run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    assert [f.frame for f in read.frames] == [kf.keyframe.frame for kf in keyframes]
+    seen = {words(line.text) for f in read.frames for line in f.lines}
+    assert seen >= set(SUBTITLES), seen
+    for frame in read.frames:
+        caption = SUBTITLES[int(frame.frame / scenes.fps // SUBTITLE_SECONDS)]
+        assert [words(line.text) for line in frame.lines] == [caption], frame
+
+    # The first two were read; their files are gone, so reading them again would fail.
+    for kf in keyframes[:2]:
+        workspaces.file(ref, kf.image_file).unlink()
+    previous = ActivityProgress(
+        stage=Stage.OCR,
+        done=2,
+        total=len(keyframes),
+        resume={"frames": [f.model_dump() for f in read.frames[:2]]},
+    )
+    again = RecordingEnvironment(resume_from=previous).run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    assert again.frames == read.frames

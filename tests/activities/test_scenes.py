@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -41,7 +42,13 @@ from models.jobs import Stage
 from models.pipeline import ActivityProgress, DetectScenesInput, ProbeInput, WorkspaceRef
 from reelscope.sample import SampleSpec
 from tests.activities.conftest import RecordingEnvironment
-from tests.conftest import SAMPLE_NAME, make_browser_recording, run_ffmpeg
+from tests.conftest import (
+    SAMPLE_NAME,
+    SUBTITLE_SECONDS,
+    SUBTITLES,
+    make_browser_recording,
+    run_ffmpeg,
+)
 
 
 def test_spans_from_cuts() -> None:
@@ -1041,3 +1048,88 @@ def test_a_mirrored_videos_key_frames_are_written_as_it_plays(
         assert a.shape == b.shape
         # JPEG's error; a picture turned a half turn differs by up to the full range.
         assert np.percentile(np.abs(a - b), 99.5) < 40, ours.image_file
+
+
+@pytest.fixture
+def subtitled_in_workspace(workspaces: Workspaces, ref: WorkspaceRef, media_dir: Path) -> str:
+    shutil.copy(media_dir / "subtitled.mp4", workspaces.create(ref) / "media.mp4")
+    return "media.mp4"
+
+
+def caption_shown_at(frame: int, fps: float) -> int:
+    return int(frame / fps // SUBTITLE_SECONDS)
+
+
+def test_a_shot_whose_subtitles_change_gets_a_key_frame_for_each(
+    workspaces: Workspaces, ref: WorkspaceRef, subtitled_in_workspace: str
+) -> None:
+    env = RecordingEnvironment()
+    result = env.run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=subtitled_in_workspace, keyframes=True),
+    )
+    assert len(result.scenes) == 1 and result.keyframes is not None
+    frames = [kf.keyframe.frame for kf in result.keyframes]
+    assert frames == sorted(frames) and {kf.scene_index for kf in result.keyframes} == {0}
+    shown = {caption_shown_at(frame, result.fps) for frame in frames}
+    assert shown == set(range(len(SUBTITLES))), frames
+    # One for each caption, and at most the scene's own key frame besides.
+    assert len(frames) <= len(SUBTITLES) + 1, frames
+    for kf in result.keyframes:
+        assert workspaces.file(ref, kf.image_file).is_file()
+    # Switched off, the scene has its one key frame.
+    off = env.run(
+        SceneActivities(workspaces, 27.0, 15, text_changes=False).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=subtitled_in_workspace, keyframes=True),
+    )
+    assert off.keyframes is not None and len(off.keyframes) == 1
+
+
+def test_a_retry_keeps_the_open_scenes_key_frames_for_its_text(
+    workspaces: Workspaces, ref: WorkspaceRef, subtitled_in_workspace: str
+) -> None:
+    """The one scene is still open when the first attempt stops; what it picked for the
+    first captions stays, and the rest is picked after the resume point."""
+    first = RecordingEnvironment()
+    whole = first.run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=subtitled_in_workspace, keyframes=True),
+    )
+    assert whole.keyframes is not None
+    # The heartbeats come every 10 s of video: make one at 5.2 s from what the pass
+    # picked for the text by then (at-SSSSSSS-FFFFFFF.jpg), as the first attempt would
+    # have sent it.
+    stop = round(5.2 * whole.fps)
+    before = [
+        kf for kf in whole.keyframes if kf.keyframe.frame < stop and kf.image_file.count("-") == 2
+    ]
+    assert {caption_shown_at(kf.keyframe.frame, whole.fps) for kf in before} == {0, 1, 2}
+    previous = ActivityProgress(
+        stage=Stage.SCENES,
+        done=stop,
+        total=200,
+        unit="frames",
+        resume={
+            "cuts": [],
+            "keyframes": [
+                {"scene_start": 0, "frame": kf.keyframe.frame, "image_file": kf.image_file}
+                for kf in before
+            ],
+        },
+    )
+    again = RecordingEnvironment(resume_from=previous).run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=subtitled_in_workspace, keyframes=True),
+    )
+    assert again.keyframes is not None
+    files = [kf.image_file for kf in again.keyframes]
+    assert all(kf.image_file in files for kf in before)
+    shown = {caption_shown_at(kf.keyframe.frame, again.fps) for kf in again.keyframes}
+    assert shown == set(range(len(SUBTITLES)))
+    # Nothing before the resume point was decoded again to pick it twice.
+    assert len(files) == len(set(files))
+    assert all(
+        kf.keyframe.frame >= stop - 16
+        for kf in again.keyframes
+        if kf.image_file not in {b.image_file for b in before}
+    )
