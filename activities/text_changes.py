@@ -14,14 +14,17 @@ its long side, in brightness alone:
   ``CORNER_REACH`` pixels: the edges of letters drawn to be read (light on a dark
   outline or box, dark on light), which turn within a few pixels. Skin, sky and most
   filmed texture stay under the contrast; long straight edges lack the turn.
-- A stroke is **steady** when its pixel is within ``STEADY_LEVELS`` of what the last
-  look saw there. Captions stand still for a second or more; most moving things do not
-  land on the same values half a second later.
+- A stroke is **steady** when its 3x3 neighbourhood is, on average, within
+  ``STEADY_LEVELS`` of what the last look saw there (an average, so that grain and
+  compression noise do not count as movement). Captions stand still for a second or
+  more; most moving things do not land on the same values half a second later.
 - The text **changed** when at least ``MIN_CHANGED`` steady stroke pixels differ by
-  more than ``CHANGED_LEVELS`` from the frame the scene's text was last picked at.
-  Text that only goes away picks nothing. New text is steady at the second look that
-  sees it, so a change is picked at most two looks after it happened, and picks are
-  at least two looks apart.
+  more than ``CHANGED_LEVELS`` from the frame the scene's text was last picked at, and
+  that frame moved as the whole picture moved since (a shaking or panning camera on a
+  page, a sign, a screen) does not explain them (``same_text_moved``). Text that only
+  goes away picks nothing. New text is steady at the second look that sees it, so a
+  change is picked at most two looks after it happened, and picks are at least two
+  looks apart.
 
 A look whose strokes cover more than ``BUSY_SHARE`` of the frame (a moving
 high-contrast pattern, whose repeats land on themselves) picks nothing.
@@ -54,6 +57,9 @@ STEADY_LEVELS = 12
 CHANGED_LEVELS = 48
 #: Changed pixels needed, at ``LOOK_SIZE``: a short word of a 540p caption has ~400.
 MIN_CHANGED = 300
+#: A change is checked again with the last pick's frame moved as the whole picture
+#: moved (phase correlation), when that is at least this many pixels.
+MIN_SHIFT = 0.5
 #: Looks whose strokes cover more of the frame than this pick nothing.
 BUSY_SHARE = 0.25
 #: Pixels from a stroke's edge within which a text stroke turns.
@@ -86,6 +92,31 @@ def text_strokes(small: np.ndarray) -> np.ndarray:
     near_across = cv2.dilate(across.view(np.uint8), _REACH).view(bool)
     near_along = cv2.dilate(along.view(np.uint8), _REACH).view(bool)
     return spread & near_across & near_along
+
+
+def changed_pixels(steady: np.ndarray, small: np.ndarray, read: np.ndarray) -> int:
+    """Steady stroke pixels of ``small`` more than ``CHANGED_LEVELS`` from ``read``."""
+    return int(np.count_nonzero(steady & (cv2.absdiff(small, read) > CHANGED_LEVELS)))
+
+
+def same_text_moved(steady: np.ndarray, small: np.ndarray, read: np.ndarray) -> bool:
+    """Whether ``small`` is ``read`` moved as a whole (a camera that shakes or pans
+    over a page, a sign, a screen), by ``MIN_SHIFT`` or more as phase correlation
+    finds it. Moved by a fraction of a pixel, sharp text is resampled; so a pixel
+    within ``CHANGED_LEVELS`` of any of its 3x3 neighbourhood in the moved ``read``
+    has not changed."""
+    (dx, dy), _ = cv2.phaseCorrelate(read.astype(np.float32), small.astype(np.float32))
+    if abs(dx) < MIN_SHIFT and abs(dy) < MIN_SHIFT:
+        return False
+    moved = cv2.warpAffine(
+        read,
+        np.array([[1, 0, dx], [0, 1, dy]], np.float32),
+        (read.shape[1], read.shape[0]),
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    low = cv2.erode(moved, _NEIGHBOURHOOD).astype(np.int16) - CHANGED_LEVELS
+    high = cv2.dilate(moved, _NEIGHBOURHOOD).astype(np.int16) + CHANGED_LEVELS
+    return int(np.count_nonzero(steady & ((small < low) | (small > high)))) < MIN_CHANGED
 
 
 @dataclass(frozen=True)
@@ -122,7 +153,7 @@ class TextChangeWatch(Generic[T]):
         if last is None or last.shape != small.shape:
             return []
         strokes = text_strokes(small)
-        steady = strokes & (cv2.dilate(cv2.absdiff(small, last), _NEIGHBOURHOOD) <= STEADY_LEVELS)
+        steady = strokes & (cv2.blur(cv2.absdiff(small, last), (3, 3)) <= STEADY_LEVELS)
         if self._read is None:
             self._read = (frame, small)
             if np.count_nonzero(steady) >= MIN_CHANGED:
@@ -130,10 +161,10 @@ class TextChangeWatch(Generic[T]):
             return []
         if np.count_nonzero(strokes) > BUSY_SHARE * strokes.size:
             return []
-        changed = int(
-            np.count_nonzero(steady & (cv2.absdiff(small, self._read[1]) > CHANGED_LEVELS))
-        )
-        if changed < MIN_CHANGED:
+        read = self._read[1]
+        if changed_pixels(steady, small, read) < MIN_CHANGED:
+            return []
+        if same_text_moved(steady, small, read):
             return []
         picks = [] if self._first is None else [(self._first.frame, self._first.picture)]
         self._first = None

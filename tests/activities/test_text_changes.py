@@ -82,6 +82,23 @@ def test_moving_pictures_without_text_pick_nothing() -> None:
     assert picks_of(panning_checkerboard, 240) == []
 
 
+def test_a_shaking_camera_on_a_page_of_text_picks_nothing() -> None:
+    """Handheld, filming a page: every edge moves a pixel or a few between looks, and
+    sometimes lands where it was. The text is the same throughout."""
+    page = np.full((HEIGHT + 20, WIDTH + 20), 235, np.uint8)
+    for row, line in enumerate([*CAPTIONS, "ROOM 12 AT NOON TODAY"]):
+        origin = (40, 80 + row * 90)
+        cv2.putText(page, line, origin, cv2.FONT_HERSHEY_SIMPLEX, 1.6, 20, 3, cv2.LINE_AA)
+    for reach in (1, 2, 4, 8):
+        shakes = np.random.default_rng(reach).integers(-reach, reach + 1, (600, 2))
+
+        def shaken(frame: int, shakes: np.ndarray = shakes) -> np.ndarray:
+            dx, dy = shakes[frame]
+            return np.ascontiguousarray(page[10 + dy : 10 + dy + HEIGHT, 10 + dx : 10 + dx + WIDTH])
+
+        assert picks_of(shaken, 600) == [], reach
+
+
 def test_text_that_goes_away_and_comes_back_picks_nothing() -> None:
     def draw(frame: int) -> np.ndarray:
         shown = frame < 60 or frame >= 120
