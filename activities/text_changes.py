@@ -71,13 +71,15 @@ _REACH = np.ones((2 * CORNER_REACH + 1, 2 * CORNER_REACH + 1), np.uint8)
 
 
 def looked_at(grey: np.ndarray) -> np.ndarray:
-    """``grey`` brought down to ``LOOK_SIZE`` on its long side (never up)."""
+    """``grey`` brought down to ``LOOK_SIZE`` on its long side (never up). Bilinear:
+    a quarter of the time area averaging takes from 1080p (0.08 against 0.32 ms), and
+    the same picks on every clip tried (docs/quality.md)."""
     height, width = grey.shape[:2]
     scale = LOOK_SIZE / max(height, width)
     if scale >= 1:
         return grey
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
 
 
 def text_strokes(small: np.ndarray) -> np.ndarray:
