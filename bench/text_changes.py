@@ -5,7 +5,7 @@
 First, ``TextChangeWatch.look`` alone on frames of 720p, 1080p and 2160p (soft noise,
 no text): milliseconds a look, and a minute of video at two looks a second. Then, for
 each ``--media`` file (default: the pipeline bench's 720p clip, rendered to a temp dir),
-the scene pass with ``text_changes`` off and on, one after another, ``--runs`` times:
+the scene pass with ``text_changes`` off and on, alternating, ``--runs`` times each:
 median seconds and CPU-seconds of the pass, the key frames written, and the OCR reads
 they cost (median seconds of ``ocr_keyframes`` over them). Models load before timing.
 """
@@ -63,8 +63,8 @@ def scene_pass(media: Path, models: Models, settings: Settings, runs: int) -> No
         shutil.copy(media, workspaces.create(ref) / name)
         env = ActivityEnvironment()
         ocr = OcrActivities(workspaces, models.ocr).ocr_keyframes
-        for on in (False, True):
-            scan = SceneActivities(
+        scans = {
+            on: SceneActivities(
                 workspaces,
                 settings.scene_threshold,
                 settings.min_scene_len_frames,
@@ -74,25 +74,34 @@ def scene_pass(media: Path, models: Models, settings: Settings, runs: int) -> No
                 skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
                 text_changes=on,
             ).detect_scenes
-            walls, cpus, reads = [], [], []
-            keyframes = 0
-            for _ in range(runs):
+            for on in (False, True)
+        }
+        walls: dict[bool, list[float]] = {False: [], True: []}
+        cpus: dict[bool, list[float]] = {False: [], True: []}
+        reads: dict[bool, list[float]] = {False: [], True: []}
+        keyframes: dict[bool, int] = {}
+        for run in range(runs):
+            # Off and on alternate, first one then the other, so a slow spell of a
+            # shared machine falls on both.
+            for on in (False, True) if run % 2 == 0 else (True, False):
                 wall, cpu = time.perf_counter(), time.process_time()
                 result = env.run(
-                    scan,
+                    scans[on],
                     DetectScenesInput(
                         workspace=ref, media_file=name, keyframes=True, transcription_beside=False
                     ),
                 )
-                walls.append(time.perf_counter() - wall)
-                cpus.append(time.process_time() - cpu)
-                keyframes = len(result.keyframes or [])
+                walls[on].append(time.perf_counter() - wall)
+                cpus[on].append(time.process_time() - cpu)
+                keyframes[on] = len(result.keyframes or [])
                 started = time.perf_counter()
                 env.run(ocr, OcrInput(workspace=ref, keyframes=result.keyframes or []))
-                reads.append(time.perf_counter() - started)
+                reads[on].append(time.perf_counter() - started)
+        for on in (False, True):
             print(
-                f"| {media.name} | {'on' if on else 'off'} | {statistics.median(walls):.2f} | "
-                f"{statistics.median(cpus):.2f} | {keyframes} | {statistics.median(reads):.2f} |"
+                f"| {media.name} | {'on' if on else 'off'} | {statistics.median(walls[on]):.2f} | "
+                f"{statistics.median(cpus[on]):.2f} | {keyframes[on]} | "
+                f"{statistics.median(reads[on]):.2f} |"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

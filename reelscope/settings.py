@@ -200,7 +200,8 @@ class Settings(BaseSettings):
         description="Besides each scene's key frame, the scene pass writes one wherever "
         "the scene's text changes (burned-in subtitles, bullets that appear one by one), "
         "and OCR reads each; a scene's text lists every line once. Looks at two frames a "
-        "second, brought down to 640 px (activities/text_changes.py, docs/quality.md). "
+        "second, brought down to 640 px: 3-12 % more time for the scene pass "
+        "(activities/text_changes.py, docs/quality.md). "
         "false: one key frame per scene.",
     )
 
