@@ -48,10 +48,11 @@ LOOK_SECONDS = 0.5
 #: The long side, in pixels, of the frames as looked at.
 LOOK_SIZE = 640
 #: A 3x3 neighbourhood spanning more than this (0-255) is a stroke. White captions with
-#: a dark outline or box span 200 and more; at 100, the filmed bench clip's textures
-#: and the evaluation set's moving backgrounds had none.
+#: a dark outline or box span 200 and more; the evaluation set's moving textures stay
+#: under 100, and the filmed bench clip's grain and automata mostly do.
 STROKE_CONTRAST = 100
-#: A stroke pixel within this of the last look's value there held still.
+#: A stroke pixel whose 3x3 neighbourhood is on average within this of the last look's
+#: values there held still.
 STEADY_LEVELS = 12
 #: A steady stroke pixel this far from the last pick's value there changed.
 CHANGED_LEVELS = 48
