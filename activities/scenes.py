@@ -9,7 +9,9 @@ one-frame glitches. See docs/quality.md for the numbers behind these choices.
 Asked for key frames, the same decode also picks each scene's key frame: full-size
 frames of the scene still open are kept at even spacing, and when a cut closes the scene
 the sharpest of those nearest its candidate positions is written. That saves the second
-decode of the whole video that ``extract_keyframes`` costs (docs/benchmarks.md).
+decode of the whole video that ``extract_keyframes`` costs (docs/benchmarks.md). Where
+the scene's text changes while it lasts (subtitles), the frames that show each new text
+are written too (``activities.text_changes``).
 
 Frames are decoded with PyAV and used as the decoder hands them over: the detectors get
 each frame scaled down plane by plane and converted to colour at their size, and
