@@ -73,8 +73,9 @@ _REACH = np.ones((2 * CORNER_REACH + 1, 2 * CORNER_REACH + 1), np.uint8)
 
 def looked_at(grey: np.ndarray) -> np.ndarray:
     """``grey`` brought down to ``LOOK_SIZE`` on its long side (never up). Bilinear:
-    a quarter of the time area averaging takes from 1080p (0.08 against 0.32 ms), and
-    the same picks on every clip tried (docs/quality.md)."""
+    from a 1080p frame in cache, a quarter of the time area averaging takes (0.08
+    against 0.32 ms; from a frame fresh from the decoder, memory makes both 0.4-0.6 ms),
+    with the same picks on every clip tried (docs/quality.md)."""
     height, width = grey.shape[:2]
     scale = LOOK_SIZE / max(height, width)
     if scale >= 1:
