@@ -6,7 +6,13 @@ A stage reads several key frames at once, each on an engine of its own with few 
 Runtime threads, rather than one frame at a time on every thread: threads sharing one
 frame's layers hand work to each other many times a frame, and frames need no handing
 over. On 2 CPUs that read the bench's key frames 10 % faster, with the same lines and
-boxes (docs/benchmarks.md)."""
+boxes (docs/benchmarks.md).
+
+Each frame's lines are appended to ``frame_text.jsonl`` in the workspace as they are
+read, and the heartbeat carries how many are safe on disk; a retry reads only the
+frames after them. (Carrying the lines in the heartbeat made every heartbeat as large
+as all the reads so far: a stage of 3,000 key frames spent more time building them than
+reading.)"""
 
 from __future__ import annotations
 
@@ -46,6 +52,8 @@ from models.pipeline import (
 )
 
 ENGINES = ("paddleocr", "rapidocr")
+#: The frames read so far, one ``FrameText`` a line, in the order they were read.
+FRAMES_FILE = "frame_text.jsonl"
 
 
 @dataclass(frozen=True)
@@ -412,6 +420,20 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
     return float(blocks.max()) <= SAME_PICTURE_DIFF
 
 
+def _read_frames(path: Path, keep: int) -> list[FrameText]:
+    """The first ``keep`` frames a previous attempt wrote to ``path``; fewer if the file
+    holds fewer (those missing are read again)."""
+    if not path.is_file():
+        return []
+    frames = []
+    for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
+        try:
+            frames.append(FrameText.model_validate_json(line))
+        except ValueError:
+            break
+    return frames
+
+
 def frame_text(keyframe: KeyframeFile, read: list[RecognizedLine]) -> FrameText:
     return FrameText(
         scene_index=keyframe.scene_index,
@@ -461,10 +483,15 @@ class OcrActivities:
         total = len(input.keyframes)
         report(ActivityProgress(stage=Stage.OCR, total=total, unit="frames"))
         engine = self._engines.get(input.engine)
+        jsonl = self._workspaces.file(input.workspace, FRAMES_FILE)
         frames: list[FrameText] = []
         previous = resumed(Stage.OCR)
+        if previous and "frames" in previous.resume:
+            # An older worker's heartbeat, which carried the frames themselves.
+            frames = [FrameText.model_validate(f) for f in previous.resume["frames"]]
+        elif previous and previous.done:
+            frames = _read_frames(jsonl, previous.done)
         if previous:
-            frames = [FrameText.model_validate(f) for f in previous.resume.get("frames", [])]
             log().info("ocr.resumed", frames_done=len(frames))
         # A scene may have several key frames. A frame read by an older worker is known
         # by its scene alone; that worker gave each scene one.
@@ -476,21 +503,27 @@ class OcrActivities:
             and (kf.scene_index, None) not in done
         ]
         reused = 0
-        # Closed at once if this thread raises (a cancel), which stops the readers.
-        with closing(self._read(engine, input.workspace, todo)) as pictures:
-            for keyframes, read, again in pictures:
-                reused += again
-                frames += [frame_text(keyframe, read) for keyframe in keyframes]
-                report(
-                    ActivityProgress(
-                        stage=Stage.OCR,
-                        fraction=len(frames) / total,
-                        done=len(frames),
-                        total=total,
-                        unit="frames",
-                        resume={"frames": [f.model_dump() for f in frames]},
+        with jsonl.open("w", encoding="utf-8") as sink:
+            for kept in frames:
+                sink.write(kept.model_dump_json() + "\n")
+            # Closed at once if this thread raises (a cancel), which stops the readers.
+            with closing(self._read(engine, input.workspace, todo)) as pictures:
+                for keyframes, read, again in pictures:
+                    reused += again
+                    for keyframe in keyframes:
+                        frames.append(frame_text(keyframe, read))
+                        sink.write(frames[-1].model_dump_json() + "\n")
+                    # On disk before the heartbeat counts them.
+                    sink.flush()
+                    report(
+                        ActivityProgress(
+                            stage=Stage.OCR,
+                            fraction=len(frames) / total,
+                            done=len(frames),
+                            total=total,
+                            unit="frames",
+                        )
                     )
-                )
         frames.sort(key=lambda f: (f.scene_index, f.frame or 0))
         log().info(
             "ocr.done",

@@ -12,7 +12,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.workspace import Workspaces
-from models.pipeline import ActivityProgress, WorkspaceRef
+from models.pipeline import ActivityProgress, FrameText, WorkspaceRef
 from tests.conftest import SAMPLE_NAME
 
 
@@ -28,6 +28,11 @@ class RecordingEnvironment(ActivityEnvironment):
 
     def _record(self, *details: Any) -> None:
         self.heartbeats.append(ActivityProgress.model_validate(details[0]))
+
+
+def by_frame(frame: FrameText) -> tuple[int, int]:
+    """Sort key of OCR's frames: as the stage returns them, not as it read them."""
+    return frame.scene_index, frame.frame or 0
 
 
 @pytest.fixture

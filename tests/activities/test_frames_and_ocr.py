@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.frames import FrameActivities
 from activities.ocr import (
     ALLOW_SPINNING,
+    FRAMES_FILE,
     EnginePool,
     OcrActivities,
     OcrEngine,
@@ -39,7 +40,7 @@ from models.pipeline import (
 )
 from reelscope.sample import SampleSpec
 from reelscope.settings import Settings
-from tests.activities.conftest import RecordingEnvironment
+from tests.activities.conftest import RecordingEnvironment, by_frame
 from tests.conftest import SUBTITLE_SECONDS, SUBTITLES
 from worker import Models
 
@@ -181,12 +182,50 @@ def test_by_default_every_ocr_engine_has_its_share_of_the_threads(models: Models
         }
 
 
-def test_ocr_resumes_without_rereading_done_frames(
+def test_ocr_resumes_from_the_frames_on_disk_without_rereading_them(
     keyframes: list[KeyframeFile],
     workspaces: Workspaces,
     ref: WorkspaceRef,
     models: Models,
 ) -> None:
+    first = RecordingEnvironment()
+    read = first.run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    # The heartbeats say how many frames are on disk; they never carry the frames, so
+    # they stay small however many key frames a video has.
+    beats = [b for b in first.heartbeats if b.done]
+    assert [b.done for b in beats] == [1, 2, 3, 4]
+    assert all(b.resume == {} and len(b.model_dump_json()) < 300 for b in beats), beats
+    on_disk = workspaces.file(ref, FRAMES_FILE).read_text().splitlines()
+    assert sorted(
+        (FrameText.model_validate_json(line) for line in on_disk), key=by_frame
+    ) == sorted(read.frames, key=by_frame)
+
+    # The 'previous attempt' ended after its second heartbeat. The frames it had read
+    # are gone from the workspace, so reading them again would fail; the file holds
+    # more lines than that heartbeat counted, and only those counted are trusted.
+    counted = [FrameText.model_validate_json(line) for line in on_disk[:2]]
+    for kf in keyframes:
+        if kf.scene_index in {f.scene_index for f in counted}:
+            workspaces.file(ref, kf.image_file).unlink()
+    again = RecordingEnvironment(resume_from=beats[1])
+    result = again.run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    assert result.frames == read.frames
+    assert [b.done for b in again.heartbeats if b.done] == [3, 4]
+
+
+def test_ocr_resumes_from_an_older_workers_heartbeat(
+    keyframes: list[KeyframeFile],
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    models: Models,
+) -> None:
+    # Workers before frame_text.jsonl put the frames read in the heartbeat itself.
     # Frames 0 and 1 were read by the 'previous attempt'; their files are gone, so
     # reading them again would fail.
     for kf in keyframes[:2]:
@@ -350,15 +389,16 @@ def test_each_caption_of_a_subtitled_shot_is_read_and_a_retry_reads_only_the_res
         caption = SUBTITLES[int(frame.frame / scenes.fps // SUBTITLE_SECONDS)]
         assert [words(line.text) for line in frame.lines] == [caption], frame
 
-    # The first two were read; their files are gone, so reading them again would fail.
-    for kf in keyframes[:2]:
-        workspaces.file(ref, kf.image_file).unlink()
-    previous = ActivityProgress(
-        stage=Stage.OCR,
-        done=2,
-        total=len(keyframes),
-        resume={"frames": [f.model_dump() for f in read.frames[:2]]},
-    )
+    # The first two read are on disk; their files are gone, so reading them again
+    # would fail.
+    first_two = [
+        FrameText.model_validate_json(line)
+        for line in workspaces.file(ref, FRAMES_FILE).read_text().splitlines()[:2]
+    ]
+    for kf in keyframes:
+        if (kf.scene_index, kf.keyframe.frame) in {(f.scene_index, f.frame) for f in first_two}:
+            workspaces.file(ref, kf.image_file).unlink()
+    previous = ActivityProgress(stage=Stage.OCR, done=2, total=len(keyframes))
     again = RecordingEnvironment(resume_from=previous).run(
         OcrActivities(workspaces, models.ocr).ocr_keyframes,
         OcrInput(workspace=ref, keyframes=keyframes),
