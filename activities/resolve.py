@@ -3,6 +3,8 @@ carousel or playlist (videos and images)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -189,45 +191,108 @@ VIDEO_META_TAGS = ("og:video:secure_url", "og:video:url", "og:video", "twitter:p
 VIDEO_TYPE_TAGS = ("og:video:type", "twitter:player:stream:content_type")
 #: The most of a page read for its tags: they are in its head.
 PAGE_READ_BYTES = 1024**2
+#: How deep in a page's linked data a video is looked for (a post's ``video``, a
+#: ``@graph``'s entries, an item list's elements).
+LINKED_DATA_DEPTH = 8
 
 
-class _MetaTags(HTMLParser):
-    """A page's ``<meta property|name=… content=…>`` tags, the first of each name."""
+class _PageTags(HTMLParser):
+    """A page's ``<meta property|name=… content=…>`` tags, the first of each name, and
+    the text of its ``<script type="application/ld+json">`` blocks."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tags: dict[str, str] = {}
+        self.linked_data: list[str] = []
+        self._script: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "script":
+            kind = (named.get("type") or "").split(";")[0].strip().lower()
+            self._script = [] if kind == "application/ld+json" else None
+            return
         if tag != "meta":
             return
-        named = dict(attrs)
         name = (named.get("property") or named.get("name") or "").strip().lower()
         content = (named.get("content") or "").strip()
         if name and content:
             self.tags.setdefault(name, content)
 
+    def handle_data(self, data: str) -> None:
+        if self._script is not None:
+            self._script.append(data)
 
-def page_video(html: str, page_url: str, base_url: str | None = None) -> MediaRef | None:
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._script is not None:
+            self.linked_data.append("".join(self._script))
+            self._script = None
+
+
+def _video_objects(node: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+    """Every schema.org ``VideoObject`` in a page's parsed linked data, in page order."""
+    if depth > LINKED_DATA_DEPTH:
+        return
+    if isinstance(node, list):
+        for element in node:
+            yield from _video_objects(element, depth + 1)
+    elif isinstance(node, dict):
+        kinds = node.get("@type")
+        if "VideoObject" in (kinds if isinstance(kinds, list) else [kinds]):
+            yield node
+        for value in node.values():
+            if isinstance(value, dict | list):
+                yield from _video_objects(value, depth + 1)
+
+
+def _linked_videos(blocks: list[str], page_url: str, base: str) -> list[MediaRef]:
+    """The files a page's ``VideoObject``s name by ``contentUrl``, relative ones taken
+    from ``base``; one item each, in page order. ``embedUrl`` names a player page, not
+    a file, and is left alone."""
+    items: list[MediaRef] = []
+    for block in blocks:
+        try:
+            data = json.loads(block)
+        except ValueError:
+            continue  # a page's broken block hides nothing the others show
+        for video in _video_objects(data):
+            content = video.get("contentUrl")
+            if isinstance(content, list):
+                content = next((c for c in content if isinstance(c, str)), None)
+            if not isinstance(content, str) or not content.strip():
+                continue
+            link = urljoin(base, content.strip())
+            if urlsplit(link).scheme.lower() not in ("http", "https"):
+                continue
+            if any(item.url == link for item in items):
+                continue
+            name = video.get("name")
+            title = name.strip() if isinstance(name, str) and name.strip() else None
+            items.append(MediaRef(source_url=page_url, url=link, kind="video", title=title))
+    return items
+
+
+def page_videos(html: str, page_url: str, base_url: str | None = None) -> list[MediaRef]:
     """The video a page names in its Open Graph or Twitter card tags, where their type
-    says it is a video (``og:video:type`` ``video/mp4``), as an item of ``page_url``;
-    a relative link is taken from ``base_url`` (where redirects ended), else from it.
+    says it is a video (``og:video:type`` ``video/mp4``); failing that, the videos its
+    schema.org linked data (JSON-LD) names by ``contentUrl``: items of ``page_url``.
+    A relative link is taken from ``base_url`` (where redirects ended), else from it.
 
-    yt-dlp's generic extractor takes such a link only when its path ends in a file
-    extension, and a post's CDN link often has none (``…/v/8f3a2c``). A link without a
-    video type is left alone: ``og:video`` also names embeddable players (HTML, Flash).
-    Pure: no I/O."""
-    parser = _MetaTags()
+    yt-dlp's generic extractor takes a tag's link only when its path ends in a file
+    extension, and a post's CDN link often has none (``…/v/8f3a2c``); it takes a
+    ``contentUrl`` only when it is absolute. A tag without a video type is left alone:
+    ``og:video`` also names embeddable players (HTML, Flash). Pure: no I/O."""
+    parser = _PageTags()
     parser.feed(html)
     tags = parser.tags
-    if not any(tags.get(tag, "").lower().startswith("video/") for tag in VIDEO_TYPE_TAGS):
-        return None
-    for tag in VIDEO_META_TAGS:
-        link = urljoin(base_url or page_url, tags.get(tag, ""))
-        if tag in tags and urlsplit(link).scheme.lower() in ("http", "https"):
-            title = tags.get("og:title") or tags.get("twitter:title")
-            return MediaRef(source_url=page_url, url=link, kind="video", title=title)
-    return None
+    base = base_url or page_url
+    if any(tags.get(tag, "").lower().startswith("video/") for tag in VIDEO_TYPE_TAGS):
+        for tag in VIDEO_META_TAGS:
+            link = urljoin(base, tags.get(tag, ""))
+            if tag in tags and urlsplit(link).scheme.lower() in ("http", "https"):
+                title = tags.get("og:title") or tags.get("twitter:title")
+                return [MediaRef(source_url=page_url, url=link, kind="video", title=title)]
+    return _linked_videos(parser.linked_data, page_url, base)
 
 
 class ResolveActivities:
@@ -261,9 +326,9 @@ class ResolveActivities:
                 url, exc, stage="resolve", timeout_s=self._policy.socket_timeout_s
             ) from None
 
-    def _page_video(self, url: str) -> MediaRef | None:
-        """``page_video`` of the page at ``url`` (network: one request, for at most
-        ``PAGE_READ_BYTES`` of an HTML page). None where it cannot be read."""
+    def _page_videos(self, url: str) -> list[MediaRef]:
+        """``page_videos`` of the page at ``url`` (network: one request, for at most
+        ``PAGE_READ_BYTES`` of an HTML page). Empty where it cannot be read or names none."""
         try:
             with (
                 self._policy.guard(),
@@ -273,17 +338,17 @@ class ResolveActivities:
             ):
                 kind = response.headers.get("content-type", "")
                 if response.status_code >= 400 or "html" not in kind.lower():
-                    return None
+                    return []
                 head = bytearray()
                 for chunk in response.iter_bytes():
                     head += chunk
                     if len(head) >= PAGE_READ_BYTES:
                         break
                 text = bytes(head).decode(response.encoding or "utf-8", errors="replace")
-                return page_video(text, url, str(response.url))
+                return page_videos(text, url, str(response.url))
         except (httpx.HTTPError, OSError) as exc:
             reraise_if_cancelled(exc)
-            return None
+            return []
 
     @activity.defn(name="resolve_link")
     def resolve_link(self, input: ResolveInput) -> ResolveResult:
@@ -309,13 +374,21 @@ class ResolveActivities:
             error = classify_download_error(
                 input.url, exc, stage="resolve", timeout_s=self._policy.socket_timeout_s
             )
-            found = None
+            found = []
             if any(isinstance(cause, UnsupportedError) for cause in _causes(exc)):
-                found = self._page_video(input.url)
-            if found is None:
+                found = self._page_videos(input.url)
+            if not found:
                 raise error from None
-            log().info("resolve.page_video", url=input.url, video=found.url)
-            return ResolveResult(items=[found], extractor="page tags")
+            dropped = max(0, len(found) - input.max_items)
+            log().info(
+                "resolve.page_videos",
+                url=input.url,
+                videos=[item.url for item in found[: input.max_items]],
+                dropped=dropped,
+            )
+            return ResolveResult(
+                items=found[: input.max_items], extractor="page tags", dropped=dropped
+            )
         items = [
             item
             for item in items_from_info(info or {}, input.url)

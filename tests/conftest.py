@@ -344,6 +344,28 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
         '<meta property="og:video" content="v/8f3a2c">'
         '<meta property="og:video:type" content="video/mp4"></head><body></body></html>'
     )
+    # A post that names its two videos only in its schema.org linked data (JSON-LD),
+    # by links relative to the page, after a broken block of the same kind.
+    linked = {
+        "@context": "https://schema.org",
+        "@type": "SocialMediaPosting",
+        "headline": "A post in linked data",
+        "video": [
+            {
+                "@type": "VideoObject",
+                "name": "Linked clip one",
+                "contentUrl": "silent.mp4",
+                "embedUrl": "https://player.example/embed/1",
+            },
+            {"@type": "VideoObject", "name": "Linked clip two", "contentUrl": "/v/8f3a2c"},
+        ],
+    }
+    (folder / "linked.html").write_text(
+        "<!doctype html><html><head><title>A post</title>"
+        '<script type="application/ld+json">{"@type": "VideoObject", </script>'
+        f'<script type="application/ld+json">{json.dumps(linked)}</script>'
+        "</head><body><p>Two clips.</p></body></html>"
+    )
     make_hostile_media(folder)
     # yt-dlp refuses to save a file by a ".dv" extension: it is not on its list.
     make_dv(folder / SAMPLE_NAME, folder / "camcorder.dv")

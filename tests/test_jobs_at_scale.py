@@ -132,13 +132,15 @@ async def test_post_with_several_videos_and_an_image_link(
     """A picture with no file extension, sent as application/octet-stream, is an image
     item too, told by its first bytes. It is stored sideways, as phones store photos,
     and read upright as its EXIF tag says. So is an iPhone's HEIC photo after it. The
-    last post names its video only in its Open Graph tags."""
+    next post names its video only in its Open Graph tags, the last its two videos only
+    in its linked data (JSON-LD), by links relative to the page."""
     links = [
         f"{media_url}/post.html",
         f"{media_url}/caption.jpg",
         f"{media_url}/photo",
         f"{media_url}/photo.heic",
         f"{media_url}/shared.html",
+        f"{media_url}/linked.html",
     ]
     job_id = (await post(api, {"urls": links})).json()["job_id"]
     result, _ = await wait_for_result(api, job_id)
@@ -151,6 +153,8 @@ async def test_post_with_several_videos_and_an_image_link(
         ("image", "photo"),
         ("image", "photo.heic"),
         ("video", "8f3a2c"),
+        ("video", "silent.mp4"),
+        ("video", "8f3a2c"),
     ]
     assert [i["source_url"] for i in result["items"]][:2] == [f"{media_url}/post.html"] * 2
     # Titled as the posts give them, not by the files' names.
@@ -162,10 +166,14 @@ async def test_post_with_several_videos_and_an_image_link(
         "photo",
         "photo",
         "A shared clip",
+        "Linked clip one",
+        "Linked clip two",
     ]
 
-    video, _, image, photo, heic, shared = result["items"]
+    video, _, image, photo, heic, shared, *linked = result["items"]
     assert shared["scenes"] and shared["transcript"]["segments"] == []
+    assert [i["source_url"] for i in linked] == [f"{media_url}/linked.html"] * 2
+    assert all(i["state"] == "succeeded" and i["scenes"] for i in linked), linked
     assert len(video["scenes"]) == 4 and "sunny" in video["transcript"]["text"]
     assert heic["metadata"]["video_codec"] == "heif"
     for picture in (image, photo, heic):

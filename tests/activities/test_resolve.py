@@ -14,7 +14,7 @@ from activities.resolve import (
     ResolveActivities,
     items_from_info,
     looks_like_image,
-    page_video,
+    page_videos,
 )
 from models.pipeline import ResolveInput
 from tests.activities.conftest import RecordingEnvironment
@@ -212,10 +212,81 @@ def meta(*pairs: tuple[str, str]) -> str:
     ],
 )
 def test_page_tags_name_a_video_only_where_their_type_says_so(html: str, found: str | None) -> None:
-    item = page_video(html, "https://p.example/post/1")
-    assert (item.url if item else None) == found
-    if item:
+    items = page_videos(html, "https://p.example/post/1")
+    assert [item.url for item in items] == ([found] if found else [])
+    for item in items:
         assert item.kind == "video" and item.source_url == "https://p.example/post/1"
+
+
+def linked_data(*blocks: object) -> str:
+    return (
+        "<html><head>"
+        + "".join(
+            f'<script type="application/ld+json">{b if isinstance(b, str) else json.dumps(b)}'
+            "</script>"
+            for b in blocks
+        )
+        + "</head><body></body></html>"
+    )
+
+
+VIDEO_A = {"@type": "VideoObject", "name": "First", "contentUrl": "/media/a.mp4"}
+VIDEO_B = {"@type": ["VideoObject", "CreativeWork"], "contentUrl": "b.webm"}
+
+
+@pytest.mark.parametrize(
+    ("html", "found"),
+    [
+        # Relative links, from the page's own place.
+        (linked_data(VIDEO_A), ["https://p.example/media/a.mp4"]),
+        (linked_data(VIDEO_B), ["https://p.example/post/b.webm"]),
+        # A post's videos, nested, in page order; each link once.
+        (
+            linked_data({"@type": "SocialMediaPosting", "video": [VIDEO_A, VIDEO_B, VIDEO_A]}),
+            ["https://p.example/media/a.mp4", "https://p.example/post/b.webm"],
+        ),
+        (
+            linked_data({"@graph": [{"@type": "WebPage"}, {"mainEntity": VIDEO_B}]}),
+            ["https://p.example/post/b.webm"],
+        ),
+        # A broken block hides nothing the next one shows.
+        (linked_data('{"@type": "VideoObject", ', VIDEO_A), ["https://p.example/media/a.mp4"]),
+        # A player page, no link, a link no download could read, another type: none.
+        (linked_data({"@type": "VideoObject", "embedUrl": "https://p.example/embed/1"}), []),
+        (linked_data({"@type": "VideoObject", "contentUrl": "javascript:alert(1)"}), []),
+        (linked_data({"@type": "ImageObject", "contentUrl": "/photo.jpg"}), []),
+        # A video the page's typed tags name comes first, and alone.
+        (
+            meta(("og:video", "/v/8f3a"), ("og:video:type", "video/mp4")) + linked_data(VIDEO_A),
+            ["https://p.example/v/8f3a"],
+        ),
+    ],
+)
+def test_linked_data_names_the_videos_of_a_post(html: str, found: list[str]) -> None:
+    items = page_videos(html, "https://p.example/post/1")
+    assert [item.url for item in items] == found
+    assert all(item.kind == "video" for item in items)
+
+
+def test_linked_data_titles_each_video_by_its_name() -> None:
+    items = page_videos(linked_data([VIDEO_A, VIDEO_B]), "https://p.example/post/1")
+    assert [item.title for item in items] == ["First", None]
+
+
+def test_a_post_naming_its_videos_only_in_linked_data_resolves_to_them(media_url: str) -> None:
+    """yt-dlp's generic extractor finds no video on the page: its linked data names two,
+    by links relative to the page."""
+    activity = ResolveActivities(FetchPolicy(socket_timeout_s=10, allow_private=True)).resolve_link
+    result = RecordingEnvironment().run(activity, ResolveInput(url=f"{media_url}/linked.html"))
+    assert [(i.kind, i.url, i.title) for i in result.items] == [
+        ("video", f"{media_url}/silent.mp4", "Linked clip one"),
+        ("video", f"{media_url}/v/8f3a2c", "Linked clip two"),
+    ]
+    assert result.dropped == 0
+    one = RecordingEnvironment().run(
+        activity, ResolveInput(url=f"{media_url}/linked.html", max_items=1)
+    )
+    assert [i.url for i in one.items] == [f"{media_url}/silent.mp4"] and one.dropped == 1
 
 
 def test_resolve_link_errors_are_typed(media_url: str) -> None:
