@@ -69,6 +69,9 @@ class ResultActivities:
                 "cached": True,
             }
         )
+        if input.title is not None and result.metadata is not None:
+            titled = result.metadata.model_copy(update={"title": input.title})
+            result = result.model_copy(update={"metadata": titled})
         self._store.write_bytes(
             result_key(input.job_id, input.index), result.model_dump_json().encode()
         )

@@ -105,6 +105,11 @@ class CacheLookupInput(BaseModel):
     job_id: str
     index: int
     source_url: str
+    title: str | None = Field(
+        None,
+        description="The title this link gives the media (a post's); it replaces the "
+        "cached result's, which another link to the same file may have given.",
+    )
 
 
 class CacheLookupResult(BaseModel):

@@ -227,6 +227,36 @@ async def test_identical_resubmission_is_served_from_cache(
     assert PIPELINE_ACTIVITIES & set(await activities_run(temporal_client, f"{third_id}.0"))
 
 
+async def test_a_file_two_posts_link_is_served_from_cache_with_each_posts_title(
+    api: httpx.AsyncClient, worker: Settings, media_url: str
+) -> None:
+    # Processed afresh, so the cache holds the file as the first post titled it.
+    first_id = (
+        await post(api, {"url": f"{media_url}/shared.html", "options": {"refresh": True}})
+    ).json()["job_id"]
+    first, _ = await wait_for_result(api, first_id)
+    assert first["items"][0]["metadata"]["title"] == "A shared clip"
+    assert first["items"][0]["cached"] is False
+
+    second_id = (await post(api, {"url": f"{media_url}/linked.html"})).json()["job_id"]
+    second, _ = await wait_for_result(api, second_id)
+    same_file = second["items"][1]
+    assert same_file["media_url"] == first["items"][0]["media_url"]
+    assert same_file["cached"] is True
+    assert same_file["metadata"]["title"] == "Linked clip two"
+    assert same_file["source_url"] == f"{media_url}/linked.html"
+    assert same_file["scenes"] == [
+        {
+            **s,
+            "keyframes": [
+                {**k, "url": k["url"].replace(f"{first_id}/items/0", f"{second_id}/items/1")}
+                for k in s["keyframes"]
+            ],
+        }
+        for s in first["items"][0]["scenes"]
+    ]
+
+
 async def test_idempotent_retry_returns_the_same_job(
     api: httpx.AsyncClient, temporal_client: Client
 ) -> None:

@@ -114,11 +114,20 @@ def item_workflow_id(job_id: str, index: int) -> str:
     return f"{job_id}.{index}"
 
 
+def own_title(media: MediaRef) -> str | None:
+    """The title the link gives its media (a post's), where it is more than the
+    file's name."""
+    return None if media.title_is_file_name else media.title
+
+
 def cache_key_for(media: MediaRef, options: JobOptions) -> str:
-    """Same media with the same result-shaping options gives the same key."""
+    """Same media with the same result-shaping options gives the same key. A result
+    titled by its link is kept apart from one titled by the file (its tags or name):
+    a hit takes the new link's own title, or the file's."""
     material = {
         "url": media.url,
         "kind": media.kind,
+        "titled": own_title(media) is not None,
         "stages": options.stages.model_dump(),
         "ocr_engine": options.ocr_engine,
         "whisper_model": options.whisper_model,
@@ -234,6 +243,7 @@ class MediaItemWorkflow:
                     job_id=input.job_id,
                     index=input.index,
                     source_url=media.source_url,
+                    title=own_title(media),
                 ),
                 CacheLookupResult,
                 activity_id="cache",
