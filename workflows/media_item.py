@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         Scene,
         Stage,
         StageProgress,
+        TextLine,
         Transcript,
         item_progress,
     )
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         ExtractKeyframesResult,
         FetchImageInput,
         FetchImageResult,
+        FrameText,
         ItemInput,
         ItemOutcome,
         KeyframeFile,
@@ -134,6 +136,21 @@ def cache_key_for(media: MediaRef, options: JobOptions) -> str:
         "language": options.language,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def scene_texts(frames: list[FrameText]) -> dict[int, list[TextLine]]:
+    """Each scene's lines, from its key frames' (in time order). A scene read at several
+    key frames (its text changed) lists each line once, at the first frame that showed
+    it; two places in one frame showing the same words are two lines. Linear in the
+    lines: a one-shot video may have thousands of key frames in one scene."""
+    texts: dict[int, list[TextLine]] = {}
+    listed: dict[int, set[str]] = {}
+    for frame in frames:
+        earlier = listed.setdefault(frame.scene_index, set())
+        new = [line for line in frame.lines if line.text not in earlier]
+        texts.setdefault(frame.scene_index, []).extend(new)
+        earlier.update(line.text for line in new)
+    return texts
 
 
 def planned_stages(kind: str | None, options: JobOptions) -> list[StageProgress]:
@@ -552,7 +569,7 @@ class MediaItemWorkflow:
                     policies.KEYFRAMES,
                     duration,
                 )
-            texts: dict[int, list[Any]] = {}
+            texts: dict[int, list[TextLine]] = {}
             if stages.ocr and keyframes.keyframes:
                 ocr = await self._stage(
                     ref,
@@ -568,12 +585,7 @@ class MediaItemWorkflow:
                     policies.OCR,
                     duration,
                 )
-                for frame in ocr.frames:
-                    lines = texts.setdefault(frame.scene_index, [])
-                    # A scene read at several key frames (its text changed) lists each
-                    # line once, at the first frame that showed it.
-                    earlier = {line.text for line in lines}
-                    lines += [line for line in frame.lines if line.text not in earlier]
+                texts = scene_texts(ocr.frames)
             else:
                 self._skip(Stage.OCR)
                 if not stages.ocr:
