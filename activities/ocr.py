@@ -11,8 +11,8 @@ boxes (docs/benchmarks.md).
 Each frame's lines are appended to ``frame_text.jsonl`` in the workspace as they are
 read, and the heartbeat carries how many are safe on disk; a retry reads only the
 frames after them. (Carrying the lines in the heartbeat made every heartbeat as large
-as all the reads so far: a stage of 3,000 key frames spent more time building them than
-reading.)"""
+as all the reads so far: a stage of 3,000 key frames spent 25 s building them, against
+45 s reading; ``bench/ocr_bookkeeping.py``.)"""
 
 from __future__ import annotations
 
