@@ -481,11 +481,17 @@ class OcrActivities:
     def _ocr_keyframes(self, input: OcrInput) -> OcrResult:
         """Read the text on each key frame. A retry keeps the frames already read."""
         total = len(input.keyframes)
-        report(ActivityProgress(stage=Stage.OCR, total=total, unit="frames"))
+        previous = resumed(Stage.OCR)
+        # A retry first says again how far the last attempt got: its frames stay on disk
+        # (a frame written back short is read again), and a heartbeat of none would
+        # lose them if this attempt died before its first read.
+        if previous and previous.done:
+            report(previous)
+        else:
+            report(ActivityProgress(stage=Stage.OCR, total=total, unit="frames"))
         engine = self._engines.get(input.engine)
         jsonl = self._workspaces.file(input.workspace, FRAMES_FILE)
         frames: list[FrameText] = []
-        previous = resumed(Stage.OCR)
         if previous and "frames" in previous.resume:
             # An older worker's heartbeat, which carried the frames themselves.
             frames = [FrameText.model_validate(f) for f in previous.resume["frames"]]

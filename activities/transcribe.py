@@ -124,11 +124,16 @@ class WhisperModels:
 
 
 def _read_segments(path: Path, keep: int) -> list[TranscriptSegment]:
+    """The first ``keep`` segments a previous attempt wrote to ``path``; fewer where the
+    file holds fewer whole ones."""
     if not path.is_file():
         return []
     segments = []
     for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
-        segments.append(TranscriptSegment.model_validate_json(line))
+        try:
+            segments.append(TranscriptSegment.model_validate_json(line))
+        except ValueError:
+            break
     return segments
 
 
@@ -417,7 +422,14 @@ class TranscribeActivities:
         media = self._workspaces.file(input.workspace, input.media_file)
         jsonl = self._workspaces.file(input.workspace, SEGMENTS_FILE)
         report = keep_alive.report
-        report(ActivityProgress(stage=Stage.TRANSCRIBE, unit="s"))
+        previous = resumed(Stage.TRANSCRIBE)
+        # A retry first says again how far the last attempt got: its segments stay on
+        # disk, and a heartbeat of none would lose them if this attempt died before its
+        # first segment (the model's first window takes seconds).
+        if previous and previous.done:
+            report(previous)
+        else:
+            report(ActivityProgress(stage=Stage.TRANSCRIBE, unit="s"))
         _, model = self._models.get(input.model)
 
         segments: list[TranscriptSegment] = []
@@ -425,9 +437,13 @@ class TranscribeActivities:
         # Words before this point (by their midpoint) are in ``segments`` already.
         committed = 0.0
         language = input.language
-        previous = resumed(Stage.TRANSCRIBE)
         if previous and previous.done:
             segments = _read_segments(jsonl, previous.done)
+            if len(segments) < previous.done:
+                # An attempt died while writing them back: the resume point would skip
+                # the speech of those missing, so all of it is heard again.
+                log().warning("transcribe.segments_missing", on_disk=len(segments))
+                segments = []
             if segments:
                 committed = float(previous.resume.get("offset_s", 0.0))
             language = language or str(previous.resume.get("language") or "") or None

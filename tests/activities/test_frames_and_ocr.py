@@ -216,7 +216,32 @@ def test_ocr_resumes_from_the_frames_on_disk_without_rereading_them(
         OcrInput(workspace=ref, keyframes=keyframes),
     )
     assert result.frames == read.frames
-    assert [b.done for b in again.heartbeats if b.done] == [3, 4]
+    # Its first heartbeat says again how far the last attempt got, before any read.
+    assert [b.done for b in again.heartbeats] == [2, 3, 4]
+
+
+def test_ocr_reads_again_the_frames_an_attempt_did_not_write_back_whole(
+    keyframes: list[KeyframeFile],
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    models: Models,
+) -> None:
+    read = RecordingEnvironment().run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    # The last attempt had said 3 frames were done, then died writing them back.
+    path = workspaces.file(ref, FRAMES_FILE)
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
+    previous = ActivityProgress(stage=Stage.OCR, done=3, total=4)
+    again = RecordingEnvironment(resume_from=previous)
+    result = again.run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    assert result.frames == read.frames
+    assert [b.done for b in again.heartbeats] == [3, 2, 3, 4]
 
 
 def test_ocr_resumes_from_an_older_workers_heartbeat(

@@ -89,6 +89,32 @@ def test_transcribe_resumes_after_the_heartbeated_segment(
     redone = " ".join(s.text for s in resumed.segments[1:])
     assert jiwer.wer(norm(said_after), norm(redone)) <= 0.2, (said_after, redone)
     assert env.heartbeats[-1].done == len(resumed.segments)
+    # Its first heartbeat says again how far the last attempt got, before the model's
+    # first window: dying there loses nothing.
+    assert env.heartbeats[0] == previous
+
+
+def test_transcribe_hears_it_all_again_where_fewer_segments_are_whole_than_heartbeated(
+    workspaces: Workspaces, ref: WorkspaceRef, sample_in_workspace: str, models: Models
+) -> None:
+    full = transcribe(RecordingEnvironment(), workspaces, ref, sample_in_workspace, models)
+    first, second = full.transcript.segments[:2]
+    # The last attempt had said two segments were done, then died writing them back:
+    # resuming after the second would lose what the missing one said.
+    path = workspaces.file(ref, SEGMENTS_FILE)
+    marked = first.model_copy(update={"text": "KEPT FROM ATTEMPT ONE"})
+    path.write_text(marked.model_dump_json() + "\n" + second.model_dump_json()[:40])
+    previous = ActivityProgress(
+        stage=Stage.TRANSCRIBE,
+        done=2,
+        unit="segments",
+        resume={"offset_s": second.words[-1].end_s, "language": "en"},
+    )
+    env = RecordingEnvironment(resume_from=previous)
+    again = transcribe(env, workspaces, ref, sample_in_workspace, models).transcript
+    assert again.segments[0].text != "KEPT FROM ATTEMPT ONE"
+    assert again.segments[0].start_s < 1.0
+    assert jiwer.wer(norm(SPEECH_TEXT), norm(again.text)) <= SAMPLE_WER_BOUND, again.text
 
 
 def test_a_transcript_asked_for_in_a_file_is_written_there_whole_and_returned_bare(
