@@ -39,7 +39,7 @@ from activities.heap import HEAP
 from activities.priority import run_lowered, transcription_running
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.text_regions import FlatSkippingDetector
-from activities.workspace import Workspaces
+from activities.workspace import Workspaces, saved_records
 from models.errors import ErrorKind
 from models.jobs import Stage, TextLine
 from models.pipeline import (
@@ -420,20 +420,6 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> bool:
     return float(blocks.max()) <= SAME_PICTURE_DIFF
 
 
-def _read_frames(path: Path, keep: int) -> list[FrameText]:
-    """The first ``keep`` frames a previous attempt wrote to ``path``; fewer if the file
-    holds fewer (those missing are read again)."""
-    if not path.is_file():
-        return []
-    frames = []
-    for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
-        try:
-            frames.append(FrameText.model_validate_json(line))
-        except ValueError:
-            break
-    return frames
-
-
 def frame_text(keyframe: KeyframeFile, read: list[RecognizedLine]) -> FrameText:
     return FrameText(
         scene_index=keyframe.scene_index,
@@ -496,7 +482,7 @@ class OcrActivities:
             # An older worker's heartbeat, which carried the frames themselves.
             frames = [FrameText.model_validate(f) for f in previous.resume["frames"]]
         elif previous and previous.done:
-            frames = _read_frames(jsonl, previous.done)
+            frames = saved_records(jsonl, previous.done, FrameText)
         if previous:
             log().info("ocr.resumed", frames_done=len(frames))
         # A scene may have several key frames. A frame read by an older worker is known

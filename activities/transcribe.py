@@ -33,7 +33,7 @@ from activities.progress import (
     reraise_if_cancelled,
     resumed,
 )
-from activities.workspace import Workspaces
+from activities.workspace import Workspaces, saved_records
 from models.errors import ErrorKind
 from models.jobs import Stage, Transcript, TranscriptSegment, TranscriptWord
 from models.pipeline import ActivityProgress, TranscribeInput, TranscribeResult
@@ -121,20 +121,6 @@ class WhisperModels:
                     cpu_threads=self._settings.threads,
                 )
             return key, self._models[key]
-
-
-def _read_segments(path: Path, keep: int) -> list[TranscriptSegment]:
-    """The first ``keep`` segments a previous attempt wrote to ``path``; fewer where the
-    file holds fewer whole ones."""
-    if not path.is_file():
-        return []
-    segments = []
-    for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
-        try:
-            segments.append(TranscriptSegment.model_validate_json(line))
-        except ValueError:
-            break
-    return segments
 
 
 def _segment_after(piece: Any, clip_start: float, committed: float) -> TranscriptSegment | None:
@@ -438,7 +424,7 @@ class TranscribeActivities:
         committed = 0.0
         language = input.language
         if previous and previous.done:
-            segments = _read_segments(jsonl, previous.done)
+            segments = saved_records(jsonl, previous.done, TranscriptSegment)
             if len(segments) < previous.done:
                 # An attempt died while writing them back: the resume point would skip
                 # the speech of those missing, so all of it is heard again.

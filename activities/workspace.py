@@ -8,7 +8,9 @@ import errno
 import re
 import shutil
 from pathlib import Path
+from typing import TypeVar
 
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -18,8 +20,25 @@ from models.pipeline import CleanupResult, RouteResult, WorkspaceRef, size_in_wo
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
+Record = TypeVar("Record", bound=BaseModel)
+
 #: What a write fails with when the disk, or the user's disk quota, is full.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def saved_records(path: Path, keep: int, model: type[Record]) -> list[Record]:
+    """The first ``keep`` records (one JSON ``model`` a line) that a stage's previous
+    attempt appended to ``path``, its resume state; fewer where the file holds fewer
+    whole ones (an attempt died while writing it)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines()[:keep]:
+        try:
+            records.append(model.model_validate_json(line))
+        except ValueError:
+            break
+    return records
 
 
 def disk_full_cause(exc: BaseException) -> OSError | None:
