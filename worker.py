@@ -46,7 +46,7 @@ from activities.images import ImageActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings
 from activities.probe import MediaLimits, ProbeActivities
 from activities.resolve import ResolveActivities
-from activities.results import ResultActivities
+from activities.results import ResultActivities, cache_scope
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, WhisperModels, WhisperSettings
 from activities.workspace import (
@@ -228,7 +228,9 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
     )
     workspaces = Workspaces(settings.workspaces_dir)
     workspace = WorkspaceActivities(workspaces, settings.host_task_queue)
-    results = ResultActivities(workspaces, store, settings.cache_ttl_s)
+    results = ResultActivities(
+        workspaces, store, settings.cache_ttl_s, cache_scope(settings.result_shaping())
+    )
     shared: list[Callable[..., Any]] = [
         workspace.route_item,
         results.lookup_cache,

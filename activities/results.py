@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -26,6 +30,21 @@ from reelscope.artifacts import (
     result_key,
 )
 
+#: Bump when a change to the pipeline's code changes what it makes of the same media with
+#: the same settings (a new kind of key frame, a reader fixed), so that results cached
+#: by the code before are no longer served.
+RESULTS_GENERATION = 1
+
+
+def cache_scope(shaping: Mapping[str, object]) -> str:
+    """A short digest of what a cached result depends on besides its media and the job's
+    options: ``RESULTS_GENERATION`` and the worker's result-shaping settings
+    (``Settings.result_shaping``). Workers that differ in either share no cache entry."""
+    material = json.dumps(
+        {"generation": RESULTS_GENERATION, "settings": dict(shaping)}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
 
 def _keyframe_count(result: ItemResult) -> int:
     return sum(len(scene.keyframes) for scene in result.scenes)
@@ -43,15 +62,27 @@ def _point_keyframes_at(result: ItemResult, job_id: str, index: int) -> ItemResu
 
 
 class ResultActivities:
-    def __init__(self, workspaces: Workspaces, store: ArtifactStore, cache_ttl_s: int) -> None:
+    """Stores results and serves the cache. ``scope`` (``cache_scope``) is added to every
+    cache key the workflows send: a result cached by a worker with other models or
+    thresholds, or by older code, is not served."""
+
+    def __init__(
+        self, workspaces: Workspaces, store: ArtifactStore, cache_ttl_s: int, scope: str = ""
+    ) -> None:
         self._workspaces = workspaces
         self._store = store
         self._cache_ttl_s = cache_ttl_s
+        self._scope = scope
+
+    def _entry(self, cache_key: str) -> str:
+        """The cache entry's name for a workflow's ``cache_key``, on this worker."""
+        return f"{cache_key}-{self._scope}" if self._scope else cache_key
 
     @activity.defn(name="lookup_cache")
     def lookup_cache(self, input: CacheLookupInput) -> CacheLookupResult:
         """On a fresh hit, copy the cached result and key frames to this job's item."""
-        key = cache_result_key(input.cache_key)
+        entry = self._entry(input.cache_key)
+        key = cache_result_key(entry)
         age = self._store.age_s(key)
         raw = self._store.read_bytes(key)
         if raw is None or age is None or age > self._cache_ttl_s:
@@ -59,7 +90,7 @@ class ResultActivities:
         cached = ItemResult.model_validate_json(raw)
         for number in range(_keyframe_count(cached)):
             self._store.copy(
-                cache_keyframe_key(input.cache_key, number),
+                cache_keyframe_key(entry, number),
                 keyframe_key(input.job_id, input.index, number),
             )
         result = _point_keyframes_at(cached, input.job_id, input.index).model_copy(
@@ -75,7 +106,7 @@ class ResultActivities:
         self._store.write_bytes(
             result_key(input.job_id, input.index), result.model_dump_json().encode()
         )
-        log().info("cache.hit", cache_key=input.cache_key, age_s=round(age, 1))
+        log().info("cache.hit", cache_entry=entry, age_s=round(age, 1))
         return CacheLookupResult(hit=True, kind=result.kind)
 
     @activity.defn(name="store_item_result")
@@ -97,16 +128,20 @@ class ResultActivities:
         if input.transcript_file:
             result.transcript = self._transcript(ref, input.transcript_file)
         payload = result.model_dump_json().encode()
-        cache_key = input.cache_key if result.state == ItemState.SUCCEEDED else None
+        entry = (
+            self._entry(input.cache_key)
+            if input.cache_key and result.state == ItemState.SUCCEEDED
+            else None
+        )
         for number, name in enumerate(input.keyframe_files):
             # Uploads can be slow (S3): each one shows the worker is alive.
             activity.heartbeat(number)
             source = self._workspaces.file(ref, name)
             self._store.copy_in(source, keyframe_key(ref.job_id, ref.item_index, number))
-            if cache_key:
-                self._store.copy_in(source, cache_keyframe_key(cache_key, number))
-        if cache_key:
-            self._store.write_bytes(cache_result_key(cache_key), payload)
+            if entry:
+                self._store.copy_in(source, cache_keyframe_key(entry, number))
+        if entry:
+            self._store.write_bytes(cache_result_key(entry), payload)
         # The item's own result last: once it is there, everything before it is too.
         self._store.write_bytes(key, payload)
         if input.remove_workspace:
@@ -116,7 +151,7 @@ class ResultActivities:
             job_id=ref.job_id,
             item=ref.item_index,
             keyframes=len(input.keyframe_files),
-            cached=bool(cache_key),
+            cached=bool(entry),
             workspace_removed=input.remove_workspace,
         )
         return StoreResult(workspace_removed=input.remove_workspace)

@@ -35,6 +35,34 @@ def _ocr_frames_at_once() -> int:
     return min(2, usable_cpus())
 
 
+#: The settings that change what a worker makes of the same media (its models, engines and
+#: thresholds), as against how fast it works or where. A cached result is served only by
+#: a worker that agrees with the one that made it on all of them
+#: (``activities.results.cache_scope``).
+RESULT_SHAPING_SETTINGS = (
+    "scene_detector",
+    "scene_threshold",
+    "min_scene_len_frames",
+    "scene_skip_nonreference_frames",
+    "scene_skip_b_frame_deblocking",
+    "scene_text_changes",
+    "ocr_engine",
+    "ocr_det_limit_side_len",
+    "ocr_rec_score_thresh",
+    "ocr_skip_flat_regions",
+    "ocr_det_int8",
+    "ocr_det_model_name",
+    "ocr_rec_model_name",
+    "ocr_det_model_dir",
+    "ocr_rec_model_dir",
+    "whisper_model",
+    "whisper_models",
+    "whisper_compute_type",
+    "whisper_beam_size",
+    "whisper_window_s",
+)
+
+
 class Settings(BaseSettings):
     """Configuration shared by the API, the worker and the embedded stack."""
 
@@ -321,6 +349,10 @@ class Settings(BaseSettings):
         description="host:port where a worker serves the Temporal SDK's Prometheus metrics "
         "(e.g. 0.0.0.0:9464); empty: off.",
     )
+
+    def result_shaping(self) -> dict[str, object]:
+        """The values of ``RESULT_SHAPING_SETTINGS``."""
+        return {name: getattr(self, name) for name in RESULT_SHAPING_SETTINGS}
 
     @property
     def cpus_beside_transcription(self) -> int:

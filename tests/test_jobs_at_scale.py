@@ -227,6 +227,31 @@ async def test_identical_resubmission_is_served_from_cache(
     assert PIPELINE_ACTIVITIES & set(await activities_run(temporal_client, f"{third_id}.0"))
 
 
+async def test_a_worker_with_other_models_or_thresholds_does_not_serve_the_cache(
+    settings: Settings, models: Models, media_url: str, temporal_client: Client
+) -> None:
+    """An operator who changes a result-shaping setting (here OCR's score threshold)
+    gets fresh results for links sent before; the same settings again serve the cache."""
+    body = {"url": f"{media_url}/caption.jpg"}
+
+    async def cached(config: Settings) -> bool:
+        async with running_worker(config, models), serving_api(config) as api:
+            job_id = (await post(api, body)).json()["job_id"]
+            result, _ = await wait_for_result(api, job_id)
+        item = result["items"][0]
+        assert item["state"] == "succeeded", item
+        assert [words(t["text"]) for t in item["text"]] == [CAPTION_IMAGE_TEXT]
+        ran = await activities_run(temporal_client, f"{job_id}.0")
+        assert (ran == ["lookup_cache"]) is item["cached"], ran
+        return bool(item["cached"])
+
+    assert not await cached(settings)
+    stricter = settings.model_copy(update={"ocr_rec_score_thresh": 0.55})
+    assert not await cached(stricter), "served a result made with another threshold"
+    assert await cached(settings)
+    assert await cached(stricter)
+
+
 async def test_a_file_two_posts_link_is_served_from_cache_with_each_posts_title(
     api: httpx.AsyncClient, worker: Settings, media_url: str
 ) -> None:

@@ -9,10 +9,11 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.results import ResultActivities
+import activities.results as results_module
+from activities.results import RESULTS_GENERATION, ResultActivities, cache_scope
 from activities.workspace import Workspaces
 from models.jobs import ItemResult, ItemState, Transcript, TranscriptSegment, TranscriptWord
-from models.pipeline import StoreResultInput, WorkspaceRef
+from models.pipeline import CacheLookupInput, StoreResultInput, WorkspaceRef
 from reelscope.artifacts import (
     LocalArtifactStore,
     cache_keyframe_key,
@@ -20,6 +21,7 @@ from reelscope.artifacts import (
     keyframe_key,
     result_key,
 )
+from reelscope.settings import RESULT_SHAPING_SETTINGS, Settings
 
 KEYFRAME = b"\xff\xd8 a key frame"
 
@@ -142,3 +144,55 @@ def test_a_store_whose_transcript_file_is_unreadable_fails_for_good(
 
     assert raised.value.non_retryable and "transcript.json" in raised.value.message
     assert store.read_bytes(result_key(ref.job_id, ref.item_index)) is None
+
+
+def test_a_cached_result_is_served_only_by_workers_that_shape_results_alike(
+    workspaces: Workspaces, ref: WorkspaceRef, store: LocalArtifactStore
+) -> None:
+    defaults = Settings()
+    made_by = cache_scope(defaults.result_shaping())
+    (workspaces.create(ref) / "keyframe-0.jpg").write_bytes(KEYFRAME)
+    ActivityEnvironment().run(
+        ResultActivities(workspaces, store, 3600, made_by).store_item_result,
+        store_input(ref, remove_workspace=True),
+    )
+    lookup = CacheLookupInput(cache_key="cache-key", job_id="job-2", index=0, source_url="u")
+
+    def served_by(settings: Settings) -> bool:
+        results = ResultActivities(workspaces, store, 3600, cache_scope(settings.result_shaping()))
+        return ActivityEnvironment().run(results.lookup_cache, lookup).hit
+
+    # Another worker with the same result-shaping settings, however it is sized.
+    assert served_by(defaults.model_copy(update={"ocr_threads": 7, "whisper_threads": 3}))
+    assert store.read_bytes(result_key("job-2", 0)) is not None
+    # A larger default Whisper model, another OCR engine, another scene threshold.
+    for changed in (
+        {"whisper_model": "/models/whisper-small"},
+        {"ocr_engine": "rapidocr"},
+        {"scene_threshold": 30.0},
+    ):
+        assert not served_by(defaults.model_copy(update=changed)), changed
+
+
+def another(value: object) -> object:
+    """A value of the same kind as ``value``, but not it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return f"{value}-other"
+    return "/somewhere/else"  # a folder left unset, or the map of extra models
+
+
+def test_the_cache_scope_follows_the_code_generation_and_every_result_shaping_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shaping = Settings().result_shaping()
+    assert set(shaping) == set(RESULT_SHAPING_SETTINGS)
+    scope = cache_scope(shaping)
+    assert cache_scope(dict(reversed(shaping.items()))) == scope
+    for name, value in shaping.items():
+        assert cache_scope({**shaping, name: another(value)}) != scope, name
+    monkeypatch.setattr(results_module, "RESULTS_GENERATION", RESULTS_GENERATION + 1)
+    assert cache_scope(shaping) != scope
