@@ -401,16 +401,19 @@ def scaled_plane(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(plane, size)
 
 
-def split_frame(frame: av.VideoFrame, keep: bool) -> tuple[np.ndarray, Picture | None]:
+def split_frame(
+    frame: av.VideoFrame, keep: bool, upright: tuple[int, bool]
+) -> tuple[np.ndarray, Picture | None]:
     """The frame for the detectors (BGR at ``detector_size``, turned upright), and, if
-    ``keep``, the full-size ``Picture``.
+    ``keep``, the full-size ``Picture``. ``upright``: the frame's ``orientation``, as
+    ``PlanarStream.upright`` gives it.
 
     4:2:0 in a ``PLANAR_420`` format, the usual case, is scaled plane by plane and
     converted at the small size (the same BT.601 conversion OpenCV's reader applies;
     10-bit samples rounded to 8, full range brought to limited first). Every other pixel
     format goes through FFmpeg's own conversion to BGR at full size."""
     width, height = frame.width, frame.height
-    turns, mirrored = orientation(frame)
+    turns, mirrored = upright
     small = detector_size(width, height, turns)
     planes = _planes_420(frame)
     if planes is not None:
@@ -466,6 +469,22 @@ class PlanarStream(VideoStreamAv):
         self.skip_fixed_at_open = self._codec_context.name in SKIP_SET_AT_OPEN_CODECS
         #: Frames decoded and read, seeking included.
         self.frames_read = 0
+        #: The rotation angle of the last frame ``upright`` was asked about, and its
+        #: orientation.
+        self._upright: tuple[int, tuple[int, bool]] | None = None
+
+    def upright(self, frame: av.VideoFrame) -> tuple[int, bool]:
+        """``orientation(frame)`` for a frame of this stream, read from the frame's side
+        data only when its rotation angle (which PyAV reads without it) differs from the
+        last one's. Reading a frame's side data ties the frame and PyAV's container of
+        it in a reference cycle, which only Python's cyclic collector frees: read for
+        every frame, it kept hundreds of decoded frames, and the decoder's buffers they
+        hold, alive at once, and the decoder zeroed fresh memory for most frames: a
+        fifth of the scene pass's CPU (docs/benchmarks.md)."""
+        angle = frame.rotation
+        if self._upright is None or self._upright[0] != angle:
+            self._upright = (angle, orientation(frame))
+        return self._upright[1]
 
     def decode_on(self, threads: int) -> None:
         """Before the first read: decode on ``threads`` threads, 0 for FFmpeg's own
@@ -561,7 +580,7 @@ class PlanarStream(VideoStreamAv):
     @property
     def frame_size(self) -> tuple[int, int]:
         """The size ``read`` returns, upright."""
-        turns = orientation(self._frame)[0] if self._frame is not None else 0
+        turns = self.upright(self._frame)[0] if self._frame is not None else 0
         width, height = detector_size(*self.coded_size, turns)
         return (height, width) if turns % 2 else (width, height)
 
@@ -573,7 +592,7 @@ class PlanarStream(VideoStreamAv):
             return True
         frame = self._frame
         assert frame is not None
-        return split_frame(frame, keep=False)[0]
+        return split_frame(frame, keep=False, upright=self.upright(frame))[0]
 
 
 def still_gauge(frame: av.VideoFrame) -> np.ndarray | None:
@@ -599,7 +618,7 @@ def refine_cut(path: str, after: int, at: int, skip_b_deblocking: bool = False) 
         best, best_change = at, -1.0
         for position, frame in video.frames_from(after, at + 1):
             number = position.frame_num
-            image = _hsv(split_frame(frame, keep=False)[0])
+            image = _hsv(split_frame(frame, keep=False, upright=video.upright(frame))[0])
             if previous is not None and previous.shape == image.shape:
                 change = hsv_change(previous, image)
                 if change > best_change:
@@ -1155,7 +1174,9 @@ class SceneActivities:
             for position, frame in frames:
                 number = position.frame_num
                 widest_step = max(widest_step, number + 1 - done)
-                image, kept = split_frame(frame, keep=tap is not None and tap.wants(number))
+                image, kept = split_frame(
+                    frame, keep=tap is not None and tap.wants(number), upright=video.upright(frame)
+                )
                 # A frame whose size changed mid-stream cannot be compared with the
                 # others; PySceneDetect's reader skips it too.
                 detector_shape = detector_shape or image.shape

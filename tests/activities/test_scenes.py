@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.frames import grey_sharpness
 from activities.probe import ProbeActivities
 from activities.scenes import (
+    DECODE_AHEAD_FRAMES,
     AdaptiveCutDetector,
     ContentCutDetector,
     DecodeAhead,
@@ -286,7 +288,9 @@ def test_kept_pictures_stay_as_decoded_while_the_decoder_goes_on(media_dir: Path
     kept: list[tuple[Picture, list[np.ndarray]]] = []
     with DecodeAhead(stream) as frames:
         for position, frame in frames:
-            _, picture = split_frame(frame, keep=position.frame_num % 10 == 0)
+            _, picture = split_frame(
+                frame, keep=position.frame_num % 10 == 0, upright=stream.upright(frame)
+            )
             if picture is not None:
                 kept.append((picture, [plane.copy() for plane in picture.planes]))
     assert len(kept) >= 10
@@ -482,7 +486,7 @@ def test_phone_formats_reach_the_detectors_plane_by_plane_as_ffmpeg_converts_the
         frames = [frame for _, frame in zip(range(12), container.decode(video=0), strict=False)]
     assert frames[0].format.name in {"yuvj420p", "yuv420p", "yuv420p10le"}
     for frame in frames:
-        image, kept = split_frame(frame, keep=True)
+        image, kept = split_frame(frame, keep=True, upright=orientation(frame))
         assert kept is not None and len(kept.planes) == 3
         assert kept.sampling.bits == bits and kept.sampling.full_range == full_range
         converted = cv2.resize(
@@ -780,9 +784,9 @@ def scene_pass_cuts_and_frames_seen(
     seen: list[int] = []
     split = scenes.split_frame
 
-    def counted(frame, keep):  # type: ignore[no-untyped-def]
+    def counted(frame, keep, upright):  # type: ignore[no-untyped-def]
         seen.append(frame.pts)
-        return split(frame, keep)
+        return split(frame, keep, upright)
 
     monkeypatch.setattr(scenes, "split_frame", counted)
     result = RecordingEnvironment().run(
@@ -886,7 +890,7 @@ def decoded_planes(path: Path, skip_b_deblocking: bool) -> list[tuple[str, np.nd
         assert frame is not None
         luma = frame.to_ndarray(format="gray")
         kind = PictureType(frame.pict_type).name
-        frames.append((kind, luma, split_frame(frame, keep=False)[0]))
+        frames.append((kind, luma, split_frame(frame, keep=False, upright=video.upright(frame))[0]))
     video.close()
     return frames
 
@@ -1011,6 +1015,53 @@ def test_a_frame_is_shown_as_ffmpeg_shows_it(tmp_path: Path, turn: int, mirror: 
     theirs = cv2.imread(str(played))
     assert ours.shape == theirs.shape
     assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 3
+    # The scene pass's reader gives the same, asked twice (the second time from memory).
+    stream = PlanarStream(str(shown))
+    assert stream.read(decode=False) and stream.decoded is not None
+    assert stream.upright(stream.decoded) == stream.upright(stream.decoded) == (turns, mirrored)
+    stream.close()
+
+
+def live_frames() -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, av.VideoFrame))
+
+
+@pytest.mark.parametrize("turned", [False, True])
+def test_each_decoded_frame_is_freed_once_the_scene_pass_is_done_with_it(
+    media_dir: Path, tmp_path: Path, turned: bool
+) -> None:
+    """A frame whose side data is read is tied to PyAV's container of it in a reference
+    cycle, which only Python's cyclic collector frees: read for every frame, hundreds of
+    decoded frames, and the decoder's buffers, stayed alive between collections. With
+    that collector off, frames read as the pass reads them (its reader, a picture kept
+    every few frames and let go) are freed by reference counting alone."""
+    path = media_dir / SAMPLE_NAME
+    if turned:
+        path = tmp_path / "turned.mp4"
+        run_ffmpeg(
+            "-display_rotation", "90", "-i", str(media_dir / SAMPLE_NAME), "-c", "copy", str(path)
+        )
+    gc.collect()
+    gc.disable()
+    try:
+        stream = PlanarStream(str(path))
+        alive = []
+        with DecodeAhead(stream) as frames:
+            for position, frame in frames:
+                image, _ = split_frame(
+                    frame, keep=position.frame_num % 4 == 0, upright=stream.upright(frame)
+                )
+                if position.frame_num % 10 == 0:
+                    alive.append(live_frames())
+        stream.close()
+        del frame
+    finally:
+        gc.enable()
+    assert len(alive) >= 10
+    assert image.shape[0] > image.shape[1] if turned else image.shape[0] < image.shape[1]
+    # The reader's queue and the frame it is putting in, the frame in hand, PyAV's own
+    # last frame and its decoder's, and the first one, whose side data was read.
+    assert max(alive) <= DECODE_AHEAD_FRAMES + 5, alive
 
 
 def test_a_mirrored_videos_key_frames_are_written_as_it_plays(
