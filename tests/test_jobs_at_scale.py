@@ -246,6 +246,8 @@ async def test_a_worker_with_other_models_or_thresholds_does_not_serve_the_cache
         return bool(item["cached"])
 
     assert not await cached(settings)
+    # The models are the test session's, so the text read stays the same: what this
+    # checks is whether the worker serves the cache, from the settings it was given.
     stricter = settings.model_copy(update={"ocr_rec_score_thresh": 0.55})
     assert not await cached(stricter), "served a result made with another threshold"
     assert await cached(settings)
