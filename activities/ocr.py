@@ -62,6 +62,8 @@ class OcrSettings:
 
     det_limit_side_len: int = 960
     rec_score_thresh: float = 0.5
+    #: Text lines recognised in one model run (``Settings.ocr_rec_batch_size``).
+    rec_batch_size: int = 1
     #: ONNX Runtime threads of one engine, which reads one frame at a time.
     threads: int = 1
     #: ... of a pool's first engine, which a read takes whenever it is free, so that a
@@ -223,6 +225,7 @@ class PaddleOcrEngine(OcrEngine):
                 text_det_limit_side_len=settings.det_limit_side_len,
                 text_det_limit_type="max",
                 text_rec_score_thresh=settings.rec_score_thresh,
+                text_recognition_batch_size=settings.rec_batch_size,
                 # PaddleOCR's cpu_threads only reaches its Paddle engine; ONNX Runtime takes
                 # its thread count from the engine config.
                 engine_config={"intra_op_num_threads": settings.threads},
@@ -281,6 +284,7 @@ class RapidOcrEngine(OcrEngine):
                 "Global.log_level": "error",
                 "Global.text_score": settings.rec_score_thresh,
                 "Det.limit_side_len": settings.det_limit_side_len,
+                "Rec.rec_batch_num": settings.rec_batch_size,
                 "EngineConfig.onnxruntime.intra_op_num_threads": settings.threads,
             }
         )

@@ -182,6 +182,41 @@ def test_by_default_every_ocr_engine_has_its_share_of_the_threads(models: Models
         }
 
 
+SLIDE_LINES = [
+    "QUARTERLY RESULTS 2026",
+    "Revenue grew in every region",
+    "Costs fell by 12 percent",
+    "Retention improved after March",
+    "Deploys take half as long",
+    "Two new offices opened",
+    "Hiring continues in support",
+    "Next review in June",
+]
+
+
+def slide_frame() -> np.ndarray:
+    """A 1080p slide: a title and seven lines of other widths, dark on light."""
+    frame = np.full((1080, 1920, 3), (245, 245, 240), np.uint8)
+    for i, text in enumerate(SLIDE_LINES):
+        scale, thickness = (2.0, 4) if i == 0 else (1.4, 3)
+        origin = (120, 140 + i * 110)
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        cv2.putText(frame, text, origin, font, scale, (30, 30, 30), thickness, cv2.LINE_AA)
+    return frame
+
+
+def test_a_slide_of_many_lines_is_read_line_by_line_with_the_worker_settings(
+    models: Models,
+) -> None:
+    settings = Settings()
+    pool = models.ocr.get("paddleocr")
+    assert isinstance(pool, EnginePool)
+    for engine in pool.engines:
+        recogniser = engine._ocr.paddlex_pipeline._pipeline.text_rec_model  # type: ignore[attr-defined]
+        assert recogniser.batch_sampler.batch_size == settings.ocr_rec_batch_size == 1
+    assert [line.text for line in pool.read(slide_frame())] == SLIDE_LINES
+
+
 def test_ocr_resumes_from_the_frames_on_disk_without_rereading_them(
     keyframes: list[KeyframeFile],
     workspaces: Workspaces,
