@@ -190,6 +190,40 @@ def small_text_frame(width: int, height: int, fraction: float) -> tuple[np.ndarr
     return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), words
 
 
+#: Slides ``slide_frame`` renders for the recognition-batch row, and text lines on each.
+SLIDES = 4
+SLIDE_LINES = 10
+SLIDE_WORDS = (
+    *("revenue", "grew", "across", "every", "region", "while", "costs", "fell", "and"),
+    *("retention", "improved", "after", "the", "new", "onboarding", "flow", "shipped"),
+    *("in", "March", "so", "the", "team", "cut", "deploy", "times", "by", "half"),
+)
+
+
+def slide_frame(seed: int) -> tuple[np.ndarray, list[str]]:
+    """A 1080p slide of ``SLIDE_LINES`` lines of 2 to 9 words, dark on light, as a
+    screen recording of a talk shows; and its lines."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (1920, 1080), (248, 248, 244))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=44)
+    lines = [
+        " ".join(rng.choice(SLIDE_WORDS, int(rng.integers(2, 10)))) for _ in range(SLIDE_LINES)
+    ]
+    for i, line in enumerate(lines):
+        draw.text((100, 60 + i * 100), line, font=font, fill=(25, 25, 25))
+    return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), lines
+
+
+def read_right(read: list[list[RecognizedLine]], truth: list[list[str]]) -> int:
+    """How many of each frame's ``truth`` lines it read exactly."""
+    return sum(
+        line in {ln.text for ln in frame}
+        for frame, lines in zip(read, truth, strict=True)
+        for line in lines
+    )
+
+
 def compare_lines(
     before: list[list[RecognizedLine]], after: list[list[RecognizedLine]]
 ) -> tuple[bool, float]:
@@ -437,7 +471,12 @@ def main() -> None:
     small_frames = [small_text_frame(1920, 1080, f) for f in (0.012, 0.015, 0.02)]
 
     def ocr_with(
-        side: int, threads: int, skip_flat: bool = False, det_int8: bool = True
+        side: int,
+        threads: int,
+        skip_flat: bool = False,
+        det_int8: bool = True,
+        rec_batch_size: int = 1,
+        frames: list[np.ndarray] | None = None,
     ) -> tuple[float, str, list[list[RecognizedLine]]]:
         engine = OcrEngines(
             OcrSettings(
@@ -445,12 +484,14 @@ def main() -> None:
                 threads=threads,
                 skip_flat_regions=skip_flat,
                 det_int8=det_int8,
+                rec_batch_size=rec_batch_size,
                 cache_dir=work / "models",
             ),
             "paddleocr",
         ).get(None)
-        engine.read(images[0])
-        t, lines = timed(runs, lambda: [engine.read(image) for image in images])
+        targets = images if frames is None else frames
+        engine.read(targets[0])
+        t, lines = timed(runs, lambda: [engine.read(image) for image in targets])
         found = []
         for (frame, words), fraction in zip(small_frames, (1.2, 1.5, 2.0), strict=True):
             read = {line.text.strip().upper() for line in engine.read(frame)}
@@ -504,6 +545,38 @@ def main() -> None:
         t_whole,
         f"{len(images)} whole key frames, same lines: {same_text}, boxes moved at most "
         f"{moved:.0f} px; small words read, float: {small_float}; 8-bit: {small_whole}",
+    )
+
+    # Text lines recognised one at a time, against PaddleOCR's batches of 6 (each padded
+    # to its widest line): on slides of many lines, where it shows, and on the clip's
+    # key frames of one caption each, where it cannot.
+    slides = [slide_frame(n) for n in range(SLIDES)]
+    slide_pictures = [image for image, _ in slides]
+    truth = [lines for _, lines in slides]
+    threads = settings.ocr_threads
+    t_six, _, slides_six = ocr_with(cap, threads, rec_batch_size=6, frames=slide_pictures)
+    t_one, _, slides_one = ocr_with(cap, threads, rec_batch_size=1, frames=slide_pictures)
+    same_text, _ = compare_lines(slides_six, slides_one)
+    row(
+        "OCR lines recognised one at a time",
+        "batches of 6",
+        "one at a time",
+        t_six,
+        t_one,
+        f"{SLIDES} slides of {SLIDE_LINES} lines, same lines: {same_text}; lines read "
+        f"right, batches: {read_right(slides_six, truth)}, one at a time: "
+        f"{read_right(slides_one, truth)} of {SLIDES * SLIDE_LINES}",
+    )
+    t_six, _, frames_six = ocr_with(cap, threads, rec_batch_size=6)
+    t_one, _, frames_one = ocr_with(cap, threads, rec_batch_size=1)
+    same_text, _ = compare_lines(frames_six, frames_one)
+    row(
+        "OCR lines recognised one at a time",
+        "batches of 6",
+        "one at a time",
+        t_six,
+        t_one,
+        f"the clip's {len(images)} key frames (a caption or none each), same lines: {same_text}",
     )
 
     # Key frames read at once, each on an engine of its own, against one engine with
