@@ -985,17 +985,19 @@ def spans_from_cuts(cuts: list[int], total_frames: int, fps: float) -> list[Scen
 #: thread while transcription runs beside the scene pass. Frame threads cost CPU
 #: (decoding the 720p bench clip took 1.15 CPU-s on one thread, 1.4-1.9 on FFmpeg's 3),
 #: which transcription could use; but a video that is costly to decode makes the scene
-#: pass outlast transcription on one thread, and a CPU then waits. On 2 CPUs, through
-#: the API: the bench's flat 720p clip at 30 fps (27.6 M pixels a second) was fastest
-#: on one thread, its 1080p clip (62.2 M) on two (docs/benchmarks.md).
-PIXELS_PER_DECODE_THREAD = 32e6
-#: What a bit of the stream counts for, in pixels. Bits cost decoding time too: filmed
-#: 720p at 4 Mbit/s took 5.3 CPU-s to decode on one thread, the flat clip (28 kbit/s)
-#: 1.1. Fitted to where a second thread paid off through the API on 2 CPUs, filmed
-#: 720p at 30 fps, with decoding on a thread of its own (session 11): at 1 Mbit/s two
-#: threads were 2 % slower, at 2 Mbit/s 5 % faster for the same CPU. So 720p30 takes a
-#: second thread from 1.5 Mbit/s.
-BITS_AS_PIXELS = 3.0
+#: pass outlast transcription on one thread, and a CPU then waits. Refitted in session
+#: 37, once the scene pass no longer kept its frames alive (which had made every pixel
+#: cost more): on 2 CPUs, through the API, 1080p at 30 fps (62.2 M pixels a second) with
+#: few bits (the bench's flat clip at 37 kbit/s, a slides clip at 122 kbit/s) was 3-4 %
+#: faster on one thread, and filmed 720p and 1080p at 1.7-3.7 Mbit/s 4.5-14 % faster on
+#: two (docs/benchmarks.md).
+PIXELS_PER_DECODE_THREAD = 72e6
+#: What a bit of the stream counts for, in pixels. Bits cost decoding time beyond the
+#: pixels: filmed 720p at 4 Mbit/s took 5.3 CPU-s to decode on one thread, the flat clip
+#: (28 kbit/s) 1.1. With ``PIXELS_PER_DECODE_THREAD``, 720p at 30 fps takes a second
+#: thread from 1.5 Mbit/s, where session 11 found it began to pay, and 1080p at 30 fps
+#: from 0.33 Mbit/s.
+BITS_AS_PIXELS = 30.0
 
 
 def decode_threads(

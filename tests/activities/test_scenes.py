@@ -200,14 +200,19 @@ def test_a_key_frame_that_cannot_be_written_fails_the_pass(
 
 
 def test_decoding_threads_grow_with_the_picture_and_its_bits_beside_transcription() -> None:
-    # The bench's flat clips: few bits, so the picture size decides.
+    # The bench's flat clips and slides: few bits, so the picture size decides, and
+    # 1080p at 30 fps fits one thread.
     assert decode_threads(8, 1280, 720, 30.0, 28_000, transcription_beside=True) == 1
-    assert decode_threads(8, 1920, 1080, 30.0, 37_000, transcription_beside=True) == 2
-    assert decode_threads(8, 3840, 2160, 60.0, 0, transcription_beside=True) == 8
-    # Filmed 720p: a second thread once the stream's bits make decoding costly.
+    assert decode_threads(8, 1920, 1080, 30.0, 37_000, transcription_beside=True) == 1
+    assert decode_threads(8, 1920, 1080, 30.0, 122_000, transcription_beside=True) == 1
+    assert decode_threads(8, 1920, 1080, 60.0, 37_000, transcription_beside=True) == 2
+    assert decode_threads(8, 3840, 2160, 60.0, 0, transcription_beside=True) == 7
+    # Filmed video: a second thread once the stream's bits make decoding costly.
     assert decode_threads(8, 1280, 720, 30.0, 1_000_000, transcription_beside=True) == 1
-    assert decode_threads(8, 1280, 720, 30.0, 2_000_000, transcription_beside=True) == 2
-    assert decode_threads(8, 1920, 1080, 30.0, 8_000_000, transcription_beside=True) == 3
+    assert decode_threads(8, 1280, 720, 30.0, 1_400_000, transcription_beside=True) == 1
+    assert decode_threads(8, 1280, 720, 30.0, 1_600_000, transcription_beside=True) == 2
+    assert decode_threads(8, 1920, 1080, 30.0, 1_660_000, transcription_beside=True) == 2
+    assert decode_threads(8, 1920, 1080, 30.0, 8_000_000, transcription_beside=True) == 5
     assert decode_threads(8, 854, 480, 30.0, 200_000, transcription_beside=True) == 1
     assert decode_threads(1, 1920, 1080, 30.0, 8_000_000, transcription_beside=True) == 1
     assert decode_threads(4, 640, 360, 30.0, 500_000, transcription_beside=False) == 4
