@@ -62,7 +62,7 @@ class OcrSettings:
 
     det_limit_side_len: int = 960
     rec_score_thresh: float = 0.5
-    #: Text lines recognised in one model run (``Settings.ocr_rec_batch_size``).
+    #: Text lines recognised in one model run, by either engine (``Settings.ocr_rec_batch_size``).
     rec_batch_size: int = 1
     #: ONNX Runtime threads of one engine, which reads one frame at a time.
     threads: int = 1

@@ -254,10 +254,10 @@ class Settings(BaseSettings):
     ocr_rec_batch_size: int = Field(
         1,
         ge=1,
-        description="Text lines PaddleOCR recognises in one model run. A batch is padded to "
-        "its widest line; one at a time, nothing is padded: 16 % less time on slides of "
-        "ten lines, 2-5 % on frames of a few words, as many lines read right "
-        "(docs/benchmarks.md). PaddleOCR's own default is 6.",
+        description="Text lines the OCR engine (either) recognises in one model run. A "
+        "batch is padded to its widest line; one at a time, nothing is padded: 16 % less "
+        "time on slides of ten lines, 2-5 % on frames of a few words, as many lines read "
+        "right (docs/benchmarks.md). PaddleOCR's and RapidOCR's own default is 6.",
     )
     ocr_threads: int = Field(
         default_factory=usable_cpus,

@@ -5,6 +5,7 @@ import shutil
 import threading
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -205,15 +206,20 @@ def slide_frame() -> np.ndarray:
     return frame
 
 
+@pytest.mark.parametrize("engine", ["paddleocr", "rapidocr"])
 def test_a_slide_of_many_lines_is_read_line_by_line_with_the_worker_settings(
-    models: Models,
+    engine: str, models: Models
 ) -> None:
-    settings = Settings()
-    pool = models.ocr.get("paddleocr")
+    pool = models.ocr.get(engine)
     assert isinstance(pool, EnginePool)
-    for engine in pool.engines:
-        recogniser = engine._ocr.paddlex_pipeline._pipeline.text_rec_model  # type: ignore[attr-defined]
-        assert recogniser.batch_sampler.batch_size == settings.ocr_rec_batch_size == 1
+    pool.fill()
+    for built in pool.engines:
+        inner: Any = built._ocr  # type: ignore[attr-defined]
+        if engine == "paddleocr":
+            batch = inner.paddlex_pipeline._pipeline.text_rec_model.batch_sampler.batch_size
+        else:
+            batch = inner.cfg.Rec.rec_batch_num
+        assert batch == Settings().ocr_rec_batch_size == 1
     assert [line.text for line in pool.read(slide_frame())] == SLIDE_LINES
 
 
