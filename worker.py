@@ -87,6 +87,7 @@ class Models:
                 det_limit_side_len=settings.ocr_det_limit_side_len,
                 rec_score_thresh=settings.ocr_rec_score_thresh,
                 rec_batch_size=settings.ocr_rec_batch_size,
+                rec_batch_by_width=settings.ocr_rec_batch_by_width,
                 threads=max(1, settings.ocr_threads // settings.ocr_frames_at_once),
                 lone_frame_threads=settings.ocr_lone_frame_threads,
                 frames_at_once=settings.ocr_frames_at_once,

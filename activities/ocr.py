@@ -62,8 +62,12 @@ class OcrSettings:
 
     det_limit_side_len: int = 960
     rec_score_thresh: float = 0.5
-    #: Text lines recognised in one model run, by either engine (``Settings.ocr_rec_batch_size``).
-    rec_batch_size: int = 1
+    #: Most text lines recognised in one model run (``Settings.ocr_rec_batch_size``);
+    #: PaddleOCR's are batched only with lines of about their width (``line_batches``).
+    rec_batch_size: int = 6
+    #: False: PaddleX's own batches of ``rec_batch_size`` lines, however wide
+    #: (``Settings.ocr_rec_batch_by_width``).
+    rec_batch_by_width: bool = True
     #: ONNX Runtime threads of one engine, which reads one frame at a time.
     threads: int = 1
     #: ... of a pool's first engine, which a read takes whenever it is free, so that a
@@ -187,6 +191,57 @@ def onnx_threads_that_sleep() -> Iterator[None]:
         ONNXRuntimeRunner._build_session_options = build  # type: ignore[method-assign]
 
 
+#: PP-OCR's recogniser input: PaddleX scales each text line to this height and pads a
+#: batch of lines to its widest, and to at least ``REC_MIN_WIDTH``.
+REC_HEIGHT = 48
+REC_MIN_WIDTH = 320
+#: Lines go into one batch only while padding each to the batch's widest adds at most
+#: this many pixels (at ``REC_HEIGHT``). A model run of its own costs about as much as
+#: that much more line (docs/benchmarks.md, session 37): alike lines (a menu of short
+#: words, all at the least width) are read in batches, a slide's lines of every length
+#: mostly one at a time.
+REC_BATCH_PAD_PX = 80
+
+
+def line_batches(
+    lines: list[np.ndarray], most: int, pad_px: float = REC_BATCH_PAD_PX
+) -> list[list[np.ndarray]]:
+    """``lines`` (text-line images, as PaddleX hands them to the recogniser: narrowest
+    first) cut, in order, into runs of at most ``most`` whose padded widths lie within
+    ``pad_px`` of each other."""
+    batches: list[list[np.ndarray]] = []
+    low = high = 0.0
+    for line in lines:
+        height, width = line.shape[:2]
+        padded = max(float(REC_MIN_WIDTH), REC_HEIGHT * width / max(1, height))
+        if batches and len(batches[-1]) < most and max(high, padded) - min(low, padded) <= pad_px:
+            batches[-1].append(line)
+            low, high = min(low, padded), max(high, padded)
+        else:
+            batches.append([line])
+            low = high = padded
+    return batches
+
+
+class WidthBatchedRecognizer:
+    """PaddleX's text recognition predictor, handed each run of ``line_batches`` as a
+    batch of its own. PaddleX pads every line of a batch to the batch's widest: in
+    batches of a fixed size, a slide's short lines were padded to its long ones, and
+    one at a time, a menu's words each paid for a model run (docs/benchmarks.md).
+    Results come in the order of the lines given."""
+
+    def __init__(self, recognizer: Any, most: int) -> None:
+        self._recognizer = recognizer
+        self._most = most
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._recognizer, name)
+
+    def __call__(self, lines: list[np.ndarray], **kwargs: Any) -> Iterator[Any]:
+        for batch in line_batches(list(lines), self._most):
+            yield from self._recognizer(batch, **kwargs)
+
+
 class PaddleOcrEngine(OcrEngine):
     name = "paddleocr"
 
@@ -232,6 +287,8 @@ class PaddleOcrEngine(OcrEngine):
             )
         if settings.skip_flat_regions:
             self._skip_flat_regions()
+        if settings.rec_batch_by_width:
+            self._batch_lines_by_width(settings.rec_batch_size)
 
     @staticmethod
     def _int8_detector(float_dir: Path, settings: OcrSettings) -> Path:
@@ -260,6 +317,18 @@ class PaddleOcrEngine(OcrEngine):
             _log.warning("ocr.flat_regions_not_skipped", reason="paddlex pipeline layout not found")
             return
         pipeline.text_det_model = FlatSkippingDetector(detector)
+
+    def _batch_lines_by_width(self, most: int) -> None:
+        """Puts ``WidthBatchedRecognizer`` between PaddleX's OCR pipeline and its text
+        recognition predictor, where the pipeline calls it."""
+        pipeline: Any = getattr(getattr(self._ocr, "paddlex_pipeline", None), "_pipeline", None)
+        recognizer = getattr(pipeline, "text_rec_model", None)
+        if recognizer is None:
+            _log.warning(
+                "ocr.lines_not_batched_by_width", reason="paddlex pipeline layout not found"
+            )
+            return
+        pipeline.text_rec_model = WidthBatchedRecognizer(recognizer, most)
 
     def read(self, image: np.ndarray) -> list[RecognizedLine]:
         result = self._ocr.predict(image)[0]

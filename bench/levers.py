@@ -215,6 +215,27 @@ def slide_frame(seed: int) -> tuple[np.ndarray, list[str]]:
     return cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR), lines
 
 
+#: Menus ``menu_frame`` renders for the same rows, and words on each.
+MENUS = 3
+MENU_WORDS = 50
+MENU_ITEMS = ("Tea", "Coffee", "Bread", "Milk", "Jam", "Rice", "Soup", "Cake", "Pie", "Fish")
+
+
+def menu_frame(seed: int) -> tuple[np.ndarray, list[str]]:
+    """A 1080p board of ``MENU_WORDS`` short items with prices, in ten rows; and its
+    items. Each is narrower than the recogniser's least width."""
+    rng = np.random.default_rng(seed)
+    image = np.full((1080, 1920, 3), (240, 240, 235), np.uint8)
+    items = []
+    for n in range(MENU_WORDS):
+        item = f"{MENU_ITEMS[int(rng.integers(len(MENU_ITEMS)))]} {int(rng.integers(1, 99))}"
+        origin = (60 + (n % 5) * 370, 90 + (n // 5) * 100)
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        cv2.putText(image, item, origin, font, 1.3, (20, 20, 20), 3, cv2.LINE_AA)
+        items.append(item)
+    return image, items
+
+
 def read_right(read: list[list[RecognizedLine]], truth: list[list[str]]) -> int:
     """How many of each frame's ``truth`` lines it read exactly."""
     return sum(
@@ -475,7 +496,7 @@ def main() -> None:
         threads: int,
         skip_flat: bool = False,
         det_int8: bool = True,
-        rec_batch_size: int = 1,
+        rec_batch_by_width: bool = True,
         frames: list[np.ndarray] | None = None,
     ) -> tuple[float, str, list[list[RecognizedLine]]]:
         engine = OcrEngines(
@@ -484,7 +505,7 @@ def main() -> None:
                 threads=threads,
                 skip_flat_regions=skip_flat,
                 det_int8=det_int8,
-                rec_batch_size=rec_batch_size,
+                rec_batch_by_width=rec_batch_by_width,
                 cache_dir=work / "models",
             ),
             "paddleocr",
@@ -547,37 +568,29 @@ def main() -> None:
         f"{moved:.0f} px; small words read, float: {small_float}; 8-bit: {small_whole}",
     )
 
-    # Text lines recognised one at a time, against PaddleOCR's batches of 6 (each padded
-    # to its widest line): on slides of many lines, where it shows, and on the clip's
-    # key frames of one caption each, where it cannot.
-    slides = [slide_frame(n) for n in range(SLIDES)]
-    slide_pictures = [image for image, _ in slides]
-    truth = [lines for _, lines in slides]
+    # Text lines batched only with lines of about their width, against PaddleOCR's
+    # batches of 6 however wide (each padded to its widest line): on slides of lines of
+    # every length, and on menus of short words, all at the recogniser's least width.
     threads = settings.ocr_threads
-    t_six, _, slides_six = ocr_with(cap, threads, rec_batch_size=6, frames=slide_pictures)
-    t_one, _, slides_one = ocr_with(cap, threads, rec_batch_size=1, frames=slide_pictures)
-    same_text, _ = compare_lines(slides_six, slides_one)
-    row(
-        "OCR lines recognised one at a time",
-        "batches of 6",
-        "one at a time",
-        t_six,
-        t_one,
-        f"{SLIDES} slides of {SLIDE_LINES} lines, same lines: {same_text}; lines read "
-        f"right, batches: {read_right(slides_six, truth)}, one at a time: "
-        f"{read_right(slides_one, truth)} of {SLIDES * SLIDE_LINES}",
-    )
-    t_six, _, frames_six = ocr_with(cap, threads, rec_batch_size=6)
-    t_one, _, frames_one = ocr_with(cap, threads, rec_batch_size=1)
-    same_text, _ = compare_lines(frames_six, frames_one)
-    row(
-        "OCR lines recognised one at a time",
-        "batches of 6",
-        "one at a time",
-        t_six,
-        t_one,
-        f"the clip's {len(images)} key frames (a caption or none each), same lines: {same_text}",
-    )
+    for label, rendered in (
+        (f"{SLIDES} slides of {SLIDE_LINES} lines", [slide_frame(n) for n in range(SLIDES)]),
+        (f"{MENUS} menus of {MENU_WORDS} short words", [menu_frame(n) for n in range(MENUS)]),
+    ):
+        pictures = [image for image, _ in rendered]
+        truth = [lines for _, lines in rendered]
+        t_fixed, _, fixed = ocr_with(cap, threads, rec_batch_by_width=False, frames=pictures)
+        t_width, _, by_width = ocr_with(cap, threads, frames=pictures)
+        same_text, _ = compare_lines(fixed, by_width)
+        row(
+            "OCR lines batched by width",
+            "batches of 6",
+            "alike widths, at most 6",
+            t_fixed,
+            t_width,
+            f"{label}, same lines: {same_text}; lines read right, batches of 6: "
+            f"{read_right(fixed, truth)}, by width: {read_right(by_width, truth)} of "
+            f"{sum(len(lines) for lines in truth)}",
+        )
 
     # Key frames read at once, each on an engine of its own, against one engine with
     # every thread reading them one at a time. Through the OCR stage, as a job runs it.

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from activities.ocr import (
     OcrEngines,
     OcrSettings,
     RecognizedLine,
+    WidthBatchedRecognizer,
+    line_batches,
     onnx_threads_that_sleep,
     readable,
 )
@@ -207,20 +210,64 @@ def slide_frame() -> np.ndarray:
 
 
 @pytest.mark.parametrize("engine", ["paddleocr", "rapidocr"])
-def test_a_slide_of_many_lines_is_read_line_by_line_with_the_worker_settings(
+def test_a_slide_of_many_lines_is_read_with_the_worker_settings(
     engine: str, models: Models
 ) -> None:
+    most = Settings().ocr_rec_batch_size
     pool = models.ocr.get(engine)
     assert isinstance(pool, EnginePool)
     pool.fill()
     for built in pool.engines:
         inner: Any = built._ocr  # type: ignore[attr-defined]
         if engine == "paddleocr":
-            batch = inner.paddlex_pipeline._pipeline.text_rec_model.batch_sampler.batch_size
+            recognizer = inner.paddlex_pipeline._pipeline.text_rec_model
+            assert isinstance(recognizer, WidthBatchedRecognizer)
+            assert recognizer.batch_sampler.batch_size == most
         else:
-            batch = inner.cfg.Rec.rec_batch_num
-        assert batch == Settings().ocr_rec_batch_size == 1
+            assert inner.cfg.Rec.rec_batch_num == most
     assert [line.text for line in pool.read(slide_frame())] == SLIDE_LINES
+
+
+def line_of(width: int, height: int = 48) -> np.ndarray:
+    return np.zeros((height, width, 3), np.uint8)
+
+
+def test_lines_are_batched_only_with_lines_of_about_their_width() -> None:
+    # Words at the recogniser's least width pad to the same width: batches of `most`.
+    words = [line_of(w) for w in (90, 120, 200, 250, 300, 310, 320)]
+    assert [len(b) for b in line_batches(words, most=3)] == [3, 3, 1]
+    # A slide's lines of every length: each with those within the padding it may add.
+    lines = [line_of(w) for w in (330, 380, 700, 760, 1400)]
+    assert [[x.shape[1] for x in b] for b in line_batches(lines, most=6)] == [
+        [330, 380],
+        [700, 760],
+        [1400],
+    ]
+    # Widths count at the recogniser's height: a line twice as tall is half as wide.
+    assert len(line_batches([line_of(600, 96), line_of(330)], most=6)) == 1
+    # Order is kept whatever it is, and one line at a time gives singles.
+    unsorted = [line_of(w) for w in (900, 320, 910)]
+    assert [[x.shape[1] for x in b] for b in line_batches(unsorted, most=6)] == [
+        [900],
+        [320],
+        [910],
+    ]
+    assert [len(b) for b in line_batches(words, most=1)] == [1] * len(words)
+
+
+def test_each_batch_of_lines_is_one_recognizer_call_and_results_keep_their_order() -> None:
+    calls: list[list[int]] = []
+
+    def recognizer(batch: list[np.ndarray], **kwargs: Any) -> Iterator[tuple[int, Any]]:
+        calls.append([line.shape[1] for line in batch])
+        return iter([(line.shape[1], kwargs) for line in batch])
+
+    widths = [100, 200, 330, 1000, 1010]
+    batched = WidthBatchedRecognizer(recognizer, most=6)
+    results = list(batched([line_of(w) for w in widths], return_word_box=False))
+    assert [width for width, _ in results] == widths
+    assert all(kwargs == {"return_word_box": False} for _, kwargs in results)
+    assert calls == [[100, 200, 330], [1000, 1010]]
 
 
 def test_ocr_resumes_from_the_frames_on_disk_without_rereading_them(
