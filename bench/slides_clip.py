@@ -3,7 +3,7 @@
     .venv/bin/python bench/slides_clip.py /tmp/slides.mp4 [--size 1080p] [--slides 6]
     .venv/bin/python bench/pipeline.py --sizes "" --media /tmp/slides.mp4
     .venv/bin/python bench/worker_ab.py --media /tmp/slides.mp4 \\
-        --config "REELSCOPE_OCR_REC_BATCH_SIZE=6" --config ""
+        --config "REELSCOPE_OCR_REC_BATCH_BY_WIDTH=false" --config ""
 
 Webinars, lectures and tutorials are a kind of video the pipeline bench's clips are
 not: few pictures, each full of text. This renders ``--slides`` slides of
