@@ -256,7 +256,7 @@ class Settings(BaseSettings):
         6,
         ge=1,
         description="Most text lines the OCR engine recognises in one model run; 1: one at "
-        "a time. RapidOCR batches lines as they come.",
+        "a time. RapidOCR makes its batches its own way, narrowest lines first.",
     )
     ocr_rec_batch_by_width: bool = Field(
         True,
