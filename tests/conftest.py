@@ -11,6 +11,7 @@ import functools
 import http.server
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -281,7 +282,37 @@ def make_animated_image(path: Path, fps: int = 10) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0)
 
 
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port that is free now, for a server a test starts.
+
+    Taken below the kernel's ephemeral range: a port asked of the kernel as port 0 comes
+    from that range, and the Temporal dev server picks its five internal ports that way
+    and binds them later, so a port picked there and closed could be taken by one of
+    them before the test's own server binds it. No port is given twice in a session.
+    """
+    low = _ephemeral_ports_start()
+    pick = random.SystemRandom()
+    for _ in range(500 if low > 2048 else 0):
+        port = pick.randrange(max(1024, low - 16384), low)
+        if port in _ports_given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
