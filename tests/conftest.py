@@ -37,7 +37,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from reelscope.cli import _QuietServer
-from reelscope.sample import SampleSpec, make_sample
+from reelscope.sample import SampleSpec, Shot, make_sample
 from reelscope.settings import Settings
 from reelscope.stack import dev_server_dynamic_config_args, temporal_binary
 from worker import Models, run_worker
@@ -405,9 +405,13 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory, sample_spec: SampleSpec)
     run_ffmpeg(
         "-stream_loop", "4", "-i", str(folder / SAMPLE_NAME), "-c", "copy", str(folder / "long.mp4")
     )
-    # 80 s of 20 distinct shots (captions numbered), for killing a worker mid-OCR: the
-    # loops above repeat their pictures, which OCR reads once.
-    make_sample(folder / "captions.mp4", SampleSpec.long(854, 480, seconds=80))
+    # 80 s of 50 shots, each with its own caption, for killing a worker mid-OCR: the
+    # loops above repeat their pictures, which OCR reads once. OCR of the 50 key frames
+    # takes 2-3 s on 2 CPUs, several of the test's heartbeats; half as many (every other
+    # shot captioned) took 0.7-0.9 s, which a poll could miss.
+    palette = [(30, 70, 160), (150, 40, 40), (40, 130, 60), (110, 60, 140), (160, 120, 30)]
+    captioned = tuple(Shot(48, palette[n % 5], f"CAPTION NUMBER {n}") for n in range(50))
+    make_sample(folder / "captions.mp4", SampleSpec(shots=captioned, loop_speech=True))
     # About 400 s: its transcription outlasts the trip a cancel takes to reach it.
     run_ffmpeg(
         "-stream_loop",

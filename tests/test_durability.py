@@ -137,8 +137,8 @@ def same_vision(a: dict[str, Any], b: dict[str, Any]) -> None:
 def quick_failover(settings: Settings) -> Settings:
     # An activity silent for 5 s is retried: a killed worker costs seconds here.
     settings.heartbeat_timeout_s = 5.0
-    # Progress reaches the server every 0.5 s, so a stage of a second or two (OCR of
-    # the captions clip's 20 key frames) is seen under way before it ends.
+    # Progress reaches the server every 0.5 s, so a stage of a few seconds (OCR of the
+    # captions clip's 50 key frames) is seen under way before it ends.
     settings.heartbeat_throttle_s = 0.5
     return settings
 
