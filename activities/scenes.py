@@ -998,6 +998,15 @@ PIXELS_PER_DECODE_THREAD = 72e6
 #: thread from 1.5 Mbit/s, where session 11 found it began to pay, and 1080p at 30 fps
 #: from 0.33 Mbit/s.
 BITS_AS_PIXELS = 30.0
+#: Alone, with no transcription beside it (a video with no sound, or transcription
+#: switched off), the scene pass has a CPU to spare; yet where decoding is cheap a
+#: second frame thread only contends with the pass's own thread, which resizes and
+#: scores every frame. Measured alone on 2 CPUs in one process (session 38): flat 720p
+#: and 1080p at 28-122 kbit/s 6-22 % faster on one thread, filmed 720p at 0.39 Mbit/s
+#: even, filmed 1080p at 0.34 Mbit/s and 720p at 0.84 Mbit/s 10-11 % faster on two, and
+#: 1-4 Mbit/s 15-27 % (docs/benchmarks.md). Alone, a video gets a thread for each of
+#: these bits a second, or for each ``PIXELS_PER_DECODE_THREAD``, whichever asks more.
+BITS_PER_DECODE_THREAD_ALONE = 0.3e6
 
 
 def decode_threads(
@@ -1010,14 +1019,25 @@ def decode_threads(
     spare: int = 1,
 ) -> int:
     """Threads to decode a video on in the scene pass, at most ``most`` (0: FFmpeg's
-    own count): one for each ``PIXELS_PER_DECODE_THREAD`` of its pixels and weighted
-    bits (``bit_rate``, bits a second) a second, and never fewer than ``spare``, the
-    CPUs transcription leaves (on 2 CPUs, 1; on 8, 4). With no transcription beside it,
-    the scene pass takes them all."""
-    if most <= 0 or not transcription_beside:
-        return max(0, most)
-    work = width * height * fps + BITS_AS_PIXELS * max(0, bit_rate)
-    wanted = max(spare, math.ceil(work / PIXELS_PER_DECODE_THREAD))
+    own count). Beside transcription: one for each ``PIXELS_PER_DECODE_THREAD`` of its
+    pixels and weighted bits (``bit_rate``, bits a second) a second, and never fewer
+    than ``spare``, the CPUs transcription leaves (on 2 CPUs, 1; on 8, 4). Alone: one
+    for each ``BITS_PER_DECODE_THREAD_ALONE`` of its bits or each
+    ``PIXELS_PER_DECODE_THREAD`` of its pixels a second, whichever asks more; all of
+    them where its bits are not known."""
+    if most <= 0:
+        return 0
+    pixels = width * height * fps
+    if transcription_beside:
+        work = pixels + BITS_AS_PIXELS * max(0, bit_rate)
+        wanted = max(spare, math.ceil(work / PIXELS_PER_DECODE_THREAD))
+    elif bit_rate <= 0:
+        wanted = most
+    else:
+        wanted = max(
+            math.ceil(pixels / PIXELS_PER_DECODE_THREAD),
+            math.ceil(bit_rate / BITS_PER_DECODE_THREAD_ALONE),
+        )
     return max(1, min(most, wanted))
 
 

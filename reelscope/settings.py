@@ -202,8 +202,9 @@ class Settings(BaseSettings):
         description="Most FFmpeg threads decoding one video in the scene pass; default: "
         "the CPUs, at most 8. Beside transcription a video gets one per 72 M a second of "
         "its pixels plus 30 × its bits (720p30: 1, from 1.5 Mbit/s 2; 1080p30: 1, from "
-        "0.33 Mbit/s 2), and at least the CPUs transcription leaves; 0: FFmpeg's own "
-        "count.",
+        "0.33 Mbit/s 2), and at least the CPUs transcription leaves; alone (no sound, "
+        "or transcription off), one per 0.3 Mbit/s of its bits or per 72 M pixels a "
+        "second, whichever asks more; 0: FFmpeg's own count.",
     )
     scene_skip_nonreference_frames: bool = Field(
         True,

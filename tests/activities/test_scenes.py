@@ -215,11 +215,27 @@ def test_decoding_threads_grow_with_the_picture_and_its_bits_beside_transcriptio
     assert decode_threads(8, 1920, 1080, 30.0, 8_000_000, transcription_beside=True) == 5
     assert decode_threads(8, 854, 480, 30.0, 200_000, transcription_beside=True) == 1
     assert decode_threads(1, 1920, 1080, 30.0, 8_000_000, transcription_beside=True) == 1
-    assert decode_threads(4, 640, 360, 30.0, 500_000, transcription_beside=False) == 4
     assert decode_threads(0, 1920, 1080, 30.0, 0, transcription_beside=True) == 0
     # On more CPUs, at least those transcription leaves, up to the most allowed.
     assert decode_threads(8, 1280, 720, 30.0, 28_000, transcription_beside=True, spare=4) == 4
     assert decode_threads(2, 1280, 720, 30.0, 28_000, transcription_beside=True, spare=4) == 2
+
+
+def test_decoding_threads_alone_follow_the_bits_first() -> None:
+    # No transcription beside the pass: flat video stays on one thread, as measured.
+    alone = {"transcription_beside": False}
+    assert decode_threads(8, 1280, 720, 30.0, 28_000, **alone) == 1
+    assert decode_threads(8, 1920, 1080, 30.0, 37_000, **alone) == 1
+    assert decode_threads(8, 1920, 1080, 30.0, 122_000, **alone) == 1
+    # Filmed video takes a second thread from 0.3 Mbit/s, and more with more bits.
+    assert decode_threads(8, 1920, 1080, 30.0, 337_000, **alone) == 2
+    assert decode_threads(8, 1280, 720, 30.0, 841_000, **alone) == 3
+    assert decode_threads(2, 1280, 720, 30.0, 841_000, **alone) == 2
+    assert decode_threads(8, 1920, 1080, 30.0, 4_000_000, **alone) == 8
+    # Many pixels ask for threads however few the bits; unknown bits get them all.
+    assert decode_threads(8, 3840, 2160, 30.0, 100_000, **alone) == 4
+    assert decode_threads(4, 640, 360, 30.0, 0, **alone) == 4
+    assert decode_threads(0, 1280, 720, 30.0, 841_000, **alone) == 0
 
 
 def test_the_scene_pass_reads_the_stream_bit_rate(media_dir: Path) -> None:
