@@ -1003,9 +1003,10 @@ BITS_AS_PIXELS = 30.0
 #: second frame thread only contends with the pass's own thread, which resizes and
 #: scores every frame. Measured alone on 2 CPUs in one process (session 38): flat 720p
 #: and 1080p at 28-122 kbit/s 6-22 % faster on one thread, filmed 720p at 0.39 Mbit/s
-#: even, filmed 1080p at 0.34 Mbit/s and 720p at 0.84 Mbit/s 10-11 % faster on two, and
-#: 1-4 Mbit/s 15-27 % (docs/benchmarks.md). Alone, a video gets a thread for each of
-#: these bits a second, or for each ``PIXELS_PER_DECODE_THREAD``, whichever asks more.
+#: even, filmed 1080p at 0.34 Mbit/s and 720p at 0.84 Mbit/s 10-11 % faster on two,
+#: and at 0.8-3.7 Mbit/s 15-27 % (docs/benchmarks.md). Alone, a video gets a thread for
+#: each of these bits a second, or for each ``PIXELS_PER_DECODE_THREAD``, whichever
+#: asks more.
 BITS_PER_DECODE_THREAD_ALONE = 0.3e6
 
 
