@@ -282,11 +282,13 @@ def make_animated_image(path: Path, fps: int = 10) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0)
 
 
-def _ephemeral_ports_start() -> int:
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for ports asked for as port 0, both ends included."""
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 _ports_given: set[int] = set()
@@ -295,15 +297,18 @@ _ports_given: set[int] = set()
 def free_port() -> int:
     """A loopback port that is free now, for a server a test starts.
 
-    Taken below the kernel's ephemeral range: a port asked of the kernel as port 0 comes
-    from that range, and the Temporal dev server picks its five internal ports that way
-    and binds them later, so a port picked there and closed could be taken by one of
-    them before the test's own server binds it. No port is given twice in a session.
+    Taken outside the kernel's ephemeral range: a port asked of the kernel as port 0
+    comes from that range, and the Temporal dev server picks its five internal ports
+    that way and binds them later, so a port picked there and closed could be taken by
+    one of them before the test's own server binds it. No port is given twice in a
+    session.
     """
-    low = _ephemeral_ports_start()
+    low, high = ephemeral_ports()
+    spans = [(max(1024, low - 16384), low), (high + 1, 65536)]
+    spans = [(start, end) for start, end in spans if start < end]
     pick = random.SystemRandom()
-    for _ in range(500 if low > 2048 else 0):
-        port = pick.randrange(max(1024, low - 16384), low)
+    for _ in range(500 if spans else 0):
+        port = pick.randrange(*pick.choice(spans))
         if port in _ports_given:
             continue
         with socket.socket() as sock:
