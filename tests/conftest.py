@@ -298,10 +298,9 @@ def free_port() -> int:
     """A loopback port that is free now, for a server a test starts.
 
     Taken outside the kernel's ephemeral range: a port asked of the kernel as port 0
-    comes from that range, and the Temporal dev server picks its five internal ports
-    that way and binds them later, so a port picked there and closed could be taken by
-    one of them before the test's own server binds it. No port is given twice in a
-    session.
+    comes from that range, as do the Temporal dev server's five internal ports, so a
+    port picked there and closed could be taken by one of them before the test's own
+    server binds it. No port is given twice in a session.
     """
     low, high = ephemeral_ports()
     spans = [(max(1024, low - 16384), low), (high + 1, 65536)]
