@@ -43,7 +43,7 @@ from temporalio.worker import (
 from activities.download import DownloadActivities, FetchPolicy, warm_downloader
 from activities.frames import FrameActivities
 from activities.images import ImageActivities
-from activities.ocr import OcrActivities, OcrEngines, OcrSettings
+from activities.ocr import OcrActivities, OcrEngines, OcrSettings, ReadAhead
 from activities.probe import MediaLimits, ProbeActivities
 from activities.resolve import ResolveActivities
 from activities.results import ResultActivities, cache_scope
@@ -238,6 +238,8 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
         results.lookup_cache,
         ResolveActivities(fetch).resolve_link,
     ]
+    # One per process: the scene pass offers it key frames, the OCR stage takes their lines.
+    read_ahead = ReadAhead(models.ocr) if settings.ocr_read_ahead else None
     compute: list[Callable[..., Any]] = [
         SceneActivities(
             workspaces,
@@ -250,9 +252,10 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
             skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
             niceness=settings.vision_niceness,
             text_changes=settings.scene_text_changes,
+            read_ahead=read_ahead,
         ).detect_scenes,
         FrameActivities(workspaces).extract_keyframes,
-        OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes,
+        OcrActivities(workspaces, models.ocr, settings.vision_niceness, read_ahead).ocr_keyframes,
         TranscribeActivities(
             workspaces, models.whisper, settings.whisper_beam_size, settings.whisper_window_s
         ).transcribe_audio,

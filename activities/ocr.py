@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.det_int8 import BUILD_TAG, build_int8_detector
 from activities.heap import HEAP
-from activities.priority import run_lowered, transcription_running
+from activities.priority import LOWEST, lower_this_thread, run_lowered, transcription_running
 from activities.progress import cancellation_wins, log, report, resumed
 from activities.text_regions import FlatSkippingDetector
 from activities.workspace import Workspaces, saved_records
@@ -423,6 +423,12 @@ class EnginePool(OcrEngine):
         finally:
             self._give(engine)
 
+    def spare(self) -> OcrEngine:
+        """A new engine of this pool's kind, outside the pool: for a reader of its own.
+        Its ONNX Runtime threads start at the calling thread's priority."""
+        with self._changed:
+            return self._build()
+
 
 class OcrEngines:
     """Engine pools built once per worker process, on first use or by ``preload``."""
@@ -462,6 +468,137 @@ class OcrEngines:
     def preload(self) -> None:
         """Build every engine of the default kind now."""
         self._pool(None).fill()
+
+    def spare(self, name: str | None) -> OcrEngine:
+        """A new engine of kind ``name`` (None: the default), outside its pool."""
+        pool = self.get(name)
+        assert isinstance(pool, EnginePool)
+        return pool.spare()
+
+
+#: The most key frames whose read-ahead lines a worker keeps for the OCR stages to
+#: come; the oldest go first. Lines are small: a few hundred bytes a frame.
+READ_AHEAD_KEPT = 4096
+#: The longest an OCR stage waits for the read-ahead to finish a frame it is reading
+#: before it reads the frame itself: at the lowest priority, on a worker whose CPUs are
+#: busy with other items, that read may barely move.
+READ_AHEAD_WAIT_S = 0.5
+
+
+@dataclass(eq=False)
+class _Ahead:
+    """A key frame offered to ``ReadAhead``: queued, then read (``lines``, and the file's
+    ``stamp`` as it was before the read) or found unreadable (``lines`` None)."""
+
+    path: str
+    engine: str
+    reading: bool = False
+    stamp: tuple[int, int] | None = None
+    lines: list[RecognizedLine] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """A file's modification time (ns) and size; None where it is gone."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
+class ReadAhead:
+    """Reads key frames while the scene pass that writes them still runs, on one thread
+    of this worker at the lowest priority, so that it only takes CPU the pass leaves:
+    decoding a busy video on two frame threads leaves a CPU idle a fifth of the time or
+    more (docs/benchmarks.md). The OCR stage after the pass then takes each frame's lines
+    (``take``) instead of reading it again.
+
+    The lines are those the stage would read: an engine of the same kind and settings,
+    and the same JPEG on disk. A frame written again after it was read (a retried pass)
+    is read again by the stage. Only a stage in this worker process finds them; an
+    item's stages all run in the worker that holds its files.
+
+    The thread starts with the first offer and builds an engine of each kind it is asked
+    for, its own (the memory of one more engine; ``OcrEngines.spare``): on one of the
+    stages' engines, a read starved of CPU by other items would hold up a stage waiting
+    for that engine."""
+
+    def __init__(self, engines: OcrEngines, kept: int = READ_AHEAD_KEPT) -> None:
+        self._engines = engines
+        self._own: dict[str, OcrEngine] = {}
+        self._kept = max(1, kept)
+        self._changed = threading.Condition()
+        self._queue: deque[_Ahead] = deque()
+        self._entries: OrderedDict[tuple[str, str], _Ahead] = OrderedDict()
+        self._thread: threading.Thread | None = None
+
+    def offer(self, path: Path, engine: str | None) -> None:
+        """Queues a key frame just written at ``path``, to be read with ``engine`` (None:
+        the worker's default)."""
+        try:
+            name = self._engines.get(engine).name
+        except ApplicationError:
+            return  # an unknown engine: the OCR stage reports it
+        entry = _Ahead(str(path), name)
+        with self._changed:
+            key = (entry.path, name)
+            self._entries.pop(key, None)
+            self._entries[key] = entry
+            while len(self._entries) > self._kept:
+                self._entries.popitem(last=False)
+            self._queue.append(entry)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="ocr-read-ahead", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def take(self, path: Path, engine: str) -> list[RecognizedLine] | None:
+        """The lines read ahead for the key frame at ``path`` with engine ``engine`` (an
+        engine's own name), if the file is as it was read; None where the frame must be
+        read: never offered, not read yet (it leaves the queue), unreadable, or written
+        again since. Waits for a frame being read now. Each frame is taken once."""
+        key = (str(path), engine)
+        with self._changed:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if not entry.reading:
+                del self._entries[key]
+                return None
+        entry.done.wait(READ_AHEAD_WAIT_S)
+        with self._changed:
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+        if entry.lines is None or entry.stamp is None or entry.stamp != file_stamp(entry.path):
+            return None
+        return entry.lines
+
+    def _run(self) -> None:
+        lower_this_thread(LOWEST)
+        while True:
+            with self._changed:
+                while not self._queue:
+                    self._changed.wait()
+                entry = self._queue.popleft()
+                if self._entries.get((entry.path, entry.engine)) is not entry:
+                    continue  # taken, offered again or dropped meanwhile
+                entry.reading = True
+            try:
+                entry.stamp = file_stamp(entry.path)
+                image = cv2.imread(entry.path)
+                if image is not None and entry.stamp is not None:
+                    if entry.engine not in self._own:
+                        # Built on this thread, so that its threads run as low.
+                        self._own[entry.engine] = self._engines.spare(entry.engine)
+                    entry.lines = self._own[entry.engine].read(image)
+            except Exception as exc:  # the stage reads the frame itself, and reports
+                _log.warning("ocr.read_ahead_failed", file=entry.path, error=str(exc))
+                entry.lines = None
+            finally:
+                entry.done.set()
 
 
 #: Key frames are compared on a grey thumbnail this wide ...
@@ -520,12 +657,21 @@ class _Picture:
 
 
 class OcrActivities:
-    def __init__(self, workspaces: Workspaces, engines: OcrEngines, niceness: int = 0) -> None:
+    def __init__(
+        self,
+        workspaces: Workspaces,
+        engines: OcrEngines,
+        niceness: int = 0,
+        read_ahead: ReadAhead | None = None,
+    ) -> None:
         """``niceness``: while the item's transcription runs, the frames are read this
-        many nice steps below the worker's other threads (``activities.priority``)."""
+        many nice steps below the worker's other threads (``activities.priority``).
+        ``read_ahead``: where the scene pass had frames read as it wrote them; their
+        lines are taken from it."""
         self._workspaces = workspaces
         self._engines = engines
         self._niceness = niceness
+        self._read_ahead = read_ahead
 
     @activity.defn(name="ocr_keyframes")
     def ocr_keyframes(self, input: OcrInput) -> OcrResult:
@@ -568,11 +714,13 @@ class OcrActivities:
             and (kf.scene_index, None) not in done
         ]
         reused = 0
+        # One entry for each frame whose lines the read-ahead had.
+        ahead: list[bool] = []
         with jsonl.open("w", encoding="utf-8") as sink:
             for kept in frames:
                 sink.write(kept.model_dump_json() + "\n")
             # Closed at once if this thread raises (a cancel), which stops the readers.
-            with closing(self._read(engine, input.workspace, todo)) as pictures:
+            with closing(self._read(engine, input.workspace, todo, ahead)) as pictures:
                 for keyframes, read, again in pictures:
                     reused += again
                     for keyframe in keyframes:
@@ -595,16 +743,34 @@ class OcrActivities:
             engine=engine.name,
             frames=len(frames),
             read_once_for_an_earlier_scene=reused,
+            read_while_the_scenes_were_found=len(ahead),
             lines=sum(len(f.lines) for f in frames),
         )
         return OcrResult(engine=engine.name, frames=frames)
 
+    def _lines(
+        self, engine: OcrEngine, path: Path, image: np.ndarray, ahead: list[bool]
+    ) -> list[RecognizedLine]:
+        """The lines the read-ahead has for the frame at ``path`` (noted in ``ahead``),
+        else the engine's read of ``image``."""
+        if self._read_ahead is not None:
+            lines = self._read_ahead.take(path, engine.name)
+            if lines is not None:
+                ahead.append(True)
+                return lines
+        return engine.read(image)
+
     def _read(
-        self, engine: OcrEngine, workspace: WorkspaceRef, keyframes: list[KeyframeFile]
+        self,
+        engine: OcrEngine,
+        workspace: WorkspaceRef,
+        keyframes: list[KeyframeFile],
+        ahead: list[bool],
     ) -> Generator[tuple[list[KeyframeFile], list[RecognizedLine], int], None, None]:
-        """Reads the key frames, ``frames_at_once`` at a time on threads of their own,
-        and yields each picture's key frames with its lines and how many of those key
-        frames reused an earlier one's read, in the order reads finish.
+        """Reads the key frames, ``frames_at_once`` at a time on threads of their own
+        (or takes the lines the read-ahead has, counted in ``ahead``), and yields each
+        picture's key frames with its lines and how many of those key frames reused an
+        earlier one's read, in the order reads finish.
         Scenes that show the same picture (a presenter's slide after a cutaway, a title
         card shown twice) are read once. Images are loaded on this thread, one ahead of
         the readers, so only a few are held at a time."""
@@ -624,7 +790,8 @@ class OcrActivities:
 
         try:
             for keyframe in keyframes:
-                image = cv2.imread(str(self._workspaces.file(workspace, keyframe.image_file)))
+                path = self._workspaces.file(workspace, keyframe.image_file)
+                image = cv2.imread(str(path))
                 if image is None:
                     raise ApplicationError(
                         f"ocr: key frame {keyframe.image_file} is missing or unreadable",
@@ -642,7 +809,7 @@ class OcrActivities:
                 seen.append((thumb, picture))
                 while len(reading) > at_once:  # one waits, ready for the next free reader
                     yield from finished(block=True)
-                reading[pool.submit(engine.read, image)] = picture
+                reading[pool.submit(self._lines, engine, path, image, ahead)] = picture
                 yield from finished(block=False)
             while reading:
                 yield from finished(block=True)

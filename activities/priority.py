@@ -74,6 +74,19 @@ def run_lowered(work: Callable[[], T], steps: int, name: str) -> T:
     return outcome[0]
 
 
+def lower_this_thread(steps: int) -> None:
+    """Runs the calling thread (and the threads it starts from now on) ``steps`` nice
+    steps below where it runs, at most at ``LOWEST``. Refused, or on a system other
+    than Linux, it stays where it is."""
+    if steps <= 0 or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(LOWEST, os.getpriority(os.PRIO_PROCESS, tid) + steps)
+        )
+
+
 _lock = threading.Lock()
 _transcribing: dict[tuple[str, int], int] = {}
 

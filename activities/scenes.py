@@ -41,6 +41,7 @@ from fractions import Fraction
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
+from typing import Protocol
 
 import av
 import cv2
@@ -1042,6 +1043,12 @@ def decode_threads(
     return max(1, min(most, wanted))
 
 
+class KeyframeReader(Protocol):
+    """What reads key frames as the scene pass writes them (``activities.ocr.ReadAhead``)."""
+
+    def offer(self, path: Path, engine: str | None) -> None: ...
+
+
 class SceneActivities:
     def __init__(
         self,
@@ -1055,6 +1062,7 @@ class SceneActivities:
         skip_b_deblocking: bool = False,
         niceness: int = 0,
         text_changes: bool = True,
+        read_ahead: KeyframeReader | None = None,
     ) -> None:
         """``decode_threads``: the most threads that decode one video (see
         ``decode_threads``); 0 leaves the count to FFmpeg. ``spare_cpus``: the CPUs
@@ -1065,7 +1073,9 @@ class SceneActivities:
         (``PlanarStream``). ``niceness``: beside transcription, the pass runs this many
         nice steps below the worker's other threads (``activities.priority``).
         ``text_changes``: key frames are also written where a scene's text changes
-        (``activities.text_changes``)."""
+        (``activities.text_changes``). ``read_ahead``: each key frame written is offered
+        to it, where OCR reads the key frames after the pass."""
+        self._read_ahead = read_ahead
         self._niceness = niceness
         self._text_changes = text_changes
         self._skip_nonreference = skip_nonreference
@@ -1159,7 +1169,13 @@ class SceneActivities:
             collector = KeyframeCollector(
                 fps,
                 open_start,
-                partial(self._save, out_dir, video.sample_aspect),
+                partial(
+                    self._save,
+                    out_dir,
+                    video.sample_aspect,
+                    self._read_ahead if input.text_read_after else None,
+                    input.ocr_engine,
+                ),
                 text_changes=self._text_changes,
                 open_extras=[kf for kf in picked if kf.scene_start == open_start],
             )
@@ -1286,12 +1302,17 @@ class SceneActivities:
         self,
         out_dir: Path,
         sample_aspect: Fraction | None,
+        reader: KeyframeReader | None,
+        ocr_engine: str | None,
         scene_start: int,
         picture: Picture,
         frame: int | None,
     ) -> str:
-        """Writes a key frame JPEG, shaped as a player shows the frame; returns its name
-        inside the workspace. ``frame``: set for a frame picked for its text."""
+        """Writes a key frame JPEG, shaped as a player shows the frame, and offers it to
+        ``reader``; returns its name inside the workspace. ``frame``: set for a frame
+        picked for its text."""
         name = f"at-{scene_start:07d}" + ("" if frame is None else f"-{frame:07d}") + ".jpg"
         write_jpeg(out_dir / name, picture.bgr(sample_aspect))
+        if reader is not None:
+            reader.offer(out_dir / name, ocr_engine)
         return f"keyframes/{name}"

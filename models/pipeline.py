@@ -223,6 +223,14 @@ class DetectScenesInput(BaseModel):
         description="The media's length as probed, for progress where the video stream "
         "does not give its own (a browser's WebM recording).",
     )
+    text_read_after: bool = Field(
+        False,
+        description="Whether OCR reads the key frames after the pass: the worker may read "
+        "them as they are written, on CPU the pass leaves (``activities.ocr.ReadAhead``).",
+    )
+    ocr_engine: str | None = Field(
+        None, description="The engine OCR reads them with; None: the worker's default."
+    )
 
 
 class SceneSpan(BaseModel):

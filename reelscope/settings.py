@@ -287,6 +287,15 @@ class Settings(BaseSettings):
         "ocr_frames_at_once. On 2 CPUs, 2 read a lone frame 1.7x as fast and made a "
         "720p job of 15 scenes 1-7 % slower (docs/benchmarks.md).",
     )
+    ocr_read_ahead: bool = Field(
+        True,
+        description="Key frames are read as the scene pass writes them, on one thread at "
+        "the lowest priority with an OCR engine of its own (memory as one more engine), so "
+        "that OCR takes CPU the pass leaves idle; the OCR stage then takes their lines. In "
+        "one process, a 60 s 1080p video at 8 Mbit/s took 6.25 s for its scene pass and "
+        "OCR instead of 6.73 (docs/benchmarks.md); false: OCR reads every key frame after "
+        "the pass.",
+    )
     ocr_skip_flat_regions: bool = Field(
         True,
         description="PaddleOCR's text detection looks only at the parts of a key frame "

@@ -536,6 +536,8 @@ class MediaItemWorkflow:
                     and stages.transcript
                     and probe.metadata.has_audio,
                     duration_s=duration,
+                    text_read_after=stages.ocr,
+                    ocr_engine=input.options.ocr_engine,
                 ),
                 DetectScenesResult,
                 policies.SCENES,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -23,6 +24,7 @@ from activities.ocr import (
     OcrEngine,
     OcrEngines,
     OcrSettings,
+    ReadAhead,
     RecognizedLine,
     WidthBatchedRecognizer,
     line_batches,
@@ -517,3 +519,55 @@ def test_each_caption_of_a_subtitled_shot_is_read_and_a_retry_reads_only_the_res
         OcrInput(workspace=ref, keyframes=keyframes),
     )
     assert again.frames == read.frames
+
+
+class OwnCounted(OcrEngines):
+    """The real engines; the read-ahead's own engine counts its reads."""
+
+    def __init__(self, real: OcrEngines) -> None:
+        self.real = real
+        self.default = real.default
+        self.frames_at_once = real.frames_at_once
+        self.ahead_reads = 0
+
+    def get(self, name: str | None) -> OcrEngine:
+        return self.real.get(name)
+
+    def spare(self, name: str | None) -> OcrEngine:
+        engine = self.real.spare(name)
+        outer = self
+
+        class Counted(OcrEngine):
+            name = engine.name
+
+            def read(self, image: np.ndarray) -> list[RecognizedLine]:
+                lines = engine.read(image)
+                outer.ahead_reads += 1
+                return lines
+
+        return Counted()
+
+
+def test_lines_read_ahead_are_the_lines_the_stage_reads(
+    keyframes: list[KeyframeFile], workspaces: Workspaces, ref: WorkspaceRef, models: Models
+) -> None:
+    """The sample's key frames, read by the stage alone, and read ahead (on an engine of
+    the read-ahead's own, built on its thread) then taken by the stage: the same result."""
+    alone = RecordingEnvironment().run(
+        OcrActivities(workspaces, models.ocr).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    engines = OwnCounted(models.ocr)
+    ahead = ReadAhead(engines)
+    for kf in keyframes:
+        ahead.offer(workspaces.file(ref, kf.image_file), None)
+    deadline = time.monotonic() + 60
+    while engines.ahead_reads < len(keyframes):
+        assert time.monotonic() < deadline, "the read-ahead did not read the key frames"
+        time.sleep(0.05)
+    taken = RecordingEnvironment().run(
+        OcrActivities(workspaces, engines, read_ahead=ahead).ocr_keyframes,
+        OcrInput(workspace=ref, keyframes=keyframes),
+    )
+    assert taken == alone
+    assert any(f.lines for f in taken.frames)
