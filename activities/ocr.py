@@ -548,6 +548,10 @@ class ReadAhead:
             while len(self._entries) > self._kept:
                 self._entries.popitem(last=False)
             self._queue.append(entry)
+            if len(self._queue) > 2 * self._kept:
+                # Frames taken or dropped while the thread was starved of CPU stay queued
+                # until it reaches them: a worker busy for days would pile them up.
+                self._queue = deque(e for e in self._queue if self._is_current(e))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="ocr-read-ahead", daemon=True
@@ -576,6 +580,10 @@ class ReadAhead:
             return None
         return entry.lines
 
+    def _is_current(self, entry: _Ahead) -> bool:
+        """Whether ``entry`` is still the one kept for its frame (under the lock)."""
+        return self._entries.get((entry.path, entry.engine)) is entry
+
     def _run(self) -> None:
         lower_this_thread(LOWEST)
         while True:
@@ -583,7 +591,7 @@ class ReadAhead:
                 while not self._queue:
                     self._changed.wait()
                 entry = self._queue.popleft()
-                if self._entries.get((entry.path, entry.engine)) is not entry:
+                if not self._is_current(entry):
                     continue  # taken, offered again or dropped meanwhile
                 entry.reading = True
             try:

@@ -61,7 +61,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
 
 from activities.images import ffmpeg_decodes_frames
-from activities.ocr import OcrActivities
+from activities.ocr import OcrActivities, ReadAhead
 from activities.probe import ProbeActivities
 from activities.scenes import SceneActivities
 from activities.transcribe import TranscribeActivities, bundled_whisper_path
@@ -132,7 +132,10 @@ def quality(clip: Clip, scenes: int, texts: list[str], transcript: str) -> str:
 # -- (b) the floor ------------------------------------------------------------------
 
 
-def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dict[str, float]:
+def floor_run(
+    clip: Path, models: Models, settings: Settings, work: Path, read_ahead: ReadAhead | None
+) -> dict[str, float]:
+    """``read_ahead``: the worker's, where its settings have one (``REELSCOPE_OCR_READ_AHEAD``)."""
     workspaces = Workspaces(work / "floor-ws")
     ref = WorkspaceRef(job_id="job-floor", item_index=0)
     folder = workspaces.create(ref)
@@ -158,8 +161,9 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
         skip_b_deblocking=settings.scene_skip_b_frame_deblocking,
         niceness=settings.vision_niceness,
         text_changes=settings.scene_text_changes,
+        read_ahead=read_ahead,
     ).detect_scenes
-    ocr = OcrActivities(workspaces, models.ocr, settings.vision_niceness).ocr_keyframes
+    ocr = OcrActivities(workspaces, models.ocr, settings.vision_niceness, read_ahead).ocr_keyframes
 
     def speech() -> None:
         ActivityEnvironment().run(
@@ -181,6 +185,7 @@ def floor_run(clip: Path, models: Models, settings: Settings, work: Path) -> dic
                 media_file="media.mp4",
                 keyframes=True,
                 transcription_beside=has_audio,
+                text_read_after=True,
             ),
         )
         env.run(ocr, OcrInput(workspace=ref, keyframes=scenes.keyframes or []))
@@ -458,6 +463,7 @@ async def main() -> None:
         models = Models(settings)
         models.preload()
         settle_process(settings)  # as the worker does once its models are loaded
+        read_ahead = ReadAhead(models.ocr) if settings.ocr_read_ahead else None
         naive = NaiveProcess(work)
         # The stack's processes, in LocalStack's order.
         stack_cpu = [psutil.Process(p.pid) for p in stack.processes]
@@ -477,7 +483,7 @@ async def main() -> None:
                     print(f"{size} warm-up {run + 1}/{args.warmup}", flush=True)
                     took, _, _ = await reelscope_run(api, client, url)
                     first_job = first_job or (size, took)
-                    floor_run(clip.path, models, settings, work)
+                    floor_run(clip.path, models, settings, work, read_ahead)
                     naive.run(url)
                 for run in range(args.runs):
                     print(f"{size} run {run + 1}/{args.runs}: reelscope, floor, naive", flush=True)
@@ -488,7 +494,7 @@ async def main() -> None:
                     )
                     a_times.append(a)
                     stage_runs.append(stages)
-                    floor = floor_run(clip.path, models, settings, work)
+                    floor = floor_run(clip.path, models, settings, work, read_ahead)
                     floors.append(floor)
                     b_times.append(floor["floor"])
                     c, naive_out = naive.run(url)

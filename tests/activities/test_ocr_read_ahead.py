@@ -161,6 +161,27 @@ def test_the_oldest_frames_go_past_the_most_kept(workspaces: Workspaces, ref: Wo
     assert sorted(shades.stage_reads) == [1, 9]
 
 
+def test_frames_taken_while_the_read_ahead_is_starved_do_not_pile_up(
+    workspaces: Workspaces, ref: WorkspaceRef
+) -> None:
+    """Held on one frame (as a thread starved of CPU), the read-ahead is offered frames
+    that stages take at once, far more than it keeps: its queue stays bounded."""
+    keyframes = shade_keyframes(workspaces, ref, [9, 1])
+    shades = Shades(held=9)
+    ahead = ReadAhead(shades.engines, kept=4)
+    offer_all(workspaces, ref, ahead, keyframes[:1])
+    assert shades.own.holding.wait(10)
+    try:
+        path = workspaces.file(ref, keyframes[1].image_file)
+        for _ in range(100):
+            ahead.offer(path, None)
+            assert ahead.take(path, "shades") is None  # queued, so the stage reads it
+        assert len(ahead._queue) <= 8
+    finally:
+        shades.own.release.set()
+    wait_for(lambda: shades.ahead_reads == [9])
+
+
 class Recorder:
     def __init__(self) -> None:
         self.offered: list[tuple[Path, str | None, bool]] = []
