@@ -480,9 +480,11 @@ class OcrEngines:
 #: come; the oldest go first. Lines are small: a few hundred bytes a frame.
 READ_AHEAD_KEPT = 4096
 #: The longest an OCR stage waits for the read-ahead to finish a frame it is reading
-#: before it reads the frame itself: at the lowest priority, on a worker whose CPUs are
-#: busy with other items, that read may barely move.
-READ_AHEAD_WAIT_S = 0.5
+#: before it reads the frame itself: about the rest of one read where the CPUs are free.
+#: At the lowest priority, on a worker busy with other items, that read may barely move,
+#: and waiting 0.5 s there cost 1 worker x 4 concurrent jobs about 6 % of their jobs a
+#: minute (docs/benchmarks.md).
+READ_AHEAD_WAIT_S = 0.1
 
 
 @dataclass(eq=False)
