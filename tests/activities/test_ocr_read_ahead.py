@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -57,15 +58,19 @@ class Shades:
         self.engines = StubEngines(self.pool)
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
 
 
 def read_stage(
-    workspaces: Workspaces, ref: WorkspaceRef, shades: Shades, ahead: ReadAhead, keyframes: list
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    shades: Shades,
+    ahead: ReadAhead,
+    keyframes: list[KeyframeFile],
 ) -> list[list[str]]:
     result = RecordingEnvironment().run(
         OcrActivities(workspaces, shades.engines, read_ahead=ahead).ocr_keyframes,
