@@ -48,14 +48,13 @@ def run_lowered(work: Callable[[], T], steps: int, name: str) -> T:
     if steps <= 0 or not sys.platform.startswith("linux"):
         return work()
     context = contextvars.copy_context()
-    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     outcome: list[T] = []
     failure: list[BaseException] = []
 
     def lowered() -> None:
-        # Refused, the work runs as it would have, at the caller's priority.
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(LOWEST, base + steps))
+        # A new thread starts at its creator's priority. Refused, the work runs as it
+        # would have, at the caller's.
+        lower_this_thread(steps)
         try:
             outcome.append(context.run(work))
         except BaseException as exc:

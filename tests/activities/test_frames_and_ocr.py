@@ -403,7 +403,10 @@ class CountingEngines(OcrEngines):
         self._count_lock = threading.Lock()
 
     def get(self, name: str | None) -> OcrEngine:
-        engine = self.real.get(name)
+        return self.counted(self.real.get(name))
+
+    def counted(self, engine: OcrEngine) -> OcrEngine:
+        """``engine``, its reads counted in ``reads``."""
         outer = self
 
         class Counted(OcrEngine):
@@ -521,31 +524,14 @@ def test_each_caption_of_a_subtitled_shot_is_read_and_a_retry_reads_only_the_res
     assert again.frames == read.frames
 
 
-class OwnCounted(OcrEngines):
-    """The real engines; the read-ahead's own engine counts its reads."""
-
-    def __init__(self, real: OcrEngines) -> None:
-        self.real = real
-        self.default = real.default
-        self.frames_at_once = real.frames_at_once
-        self.ahead_reads = 0
+class OwnCounted(CountingEngines):
+    """The real engines; only the read-ahead's own engine counts its reads."""
 
     def get(self, name: str | None) -> OcrEngine:
         return self.real.get(name)
 
     def spare(self, name: str | None) -> OcrEngine:
-        engine = self.real.spare(name)
-        outer = self
-
-        class Counted(OcrEngine):
-            name = engine.name
-
-            def read(self, image: np.ndarray) -> list[RecognizedLine]:
-                lines = engine.read(image)
-                outer.ahead_reads += 1
-                return lines
-
-        return Counted()
+        return self.counted(self.real.spare(name))
 
 
 def test_lines_read_ahead_are_the_lines_the_stage_reads(
@@ -562,7 +548,7 @@ def test_lines_read_ahead_are_the_lines_the_stage_reads(
     for kf in keyframes:
         ahead.offer(workspaces.file(ref, kf.image_file), None)
     deadline = time.monotonic() + 60
-    while engines.ahead_reads < len(keyframes):
+    while engines.reads < len(keyframes):
         assert time.monotonic() < deadline, "the read-ahead did not read the key frames"
         time.sleep(0.05)
     taken = RecordingEnvironment().run(
