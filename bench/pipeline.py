@@ -27,6 +27,13 @@ times of (a) come from the item workflow's activity events, and the time before 
 stages from the job's and the item's histories. From (a)'s CPU seconds it also prints how low a/b
 could go with no CPU ever idle and no orchestration cost.
 
+(d) Decoding alone: every frame of the clip's video decoded with PyAV's FFmpeg on
+    frame threads, one per CPU, and nothing else done with it. A job that decodes every
+    frame cannot take less; the naive script decodes every frame too, through OpenCV's
+    FFmpeg, and converts each to colour. Where d/c is over 0.5, a/c ≤ 0.5 needs frames
+    left undecoded, which Reelscope does only while the picture stands still (below
+    50 fps) or one frame in two (50 fps and more).
+
 A file given with ``--media`` has no known truth, so its accuracy row gives what each
 system found (scenes, text lines, words heard) side by side instead of scores.
 """
@@ -49,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import psutil
 
@@ -214,6 +222,23 @@ def floor_run(
         "together": together,
         "together_cpu": together_cpu,
     }
+
+
+# -- (d) decoding alone ---------------------------------------------------------------
+
+
+def decode_alone(clip: Path) -> tuple[float, int]:
+    """Seconds to decode every frame of ``clip``'s first video stream on frame threads,
+    one per CPU this process may use, and the frames decoded."""
+    started = time.perf_counter()
+    frames = 0
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "FRAME"
+        stream.thread_count = len(os.sched_getaffinity(0))
+        for _ in container.decode(stream):
+            frames += 1
+    return time.perf_counter() - started, frames
 
 
 # -- (c) the naive script -------------------------------------------------------------
@@ -474,7 +499,7 @@ async def main() -> None:
             for clip in clips:
                 size = clip.name
                 url = f"{media_url}/{clip.path.name}"
-                a_times, b_times, c_times = [], [], []
+                a_times, b_times, c_times, d_times = [], [], [], []
                 naive_error: str | None = None
                 stage_runs: list[dict[str, float]] = []
                 a_cpu: list[list[float]] = []
@@ -500,6 +525,8 @@ async def main() -> None:
                     c, naive_out = naive.run(url)
                     c_times.append(c)
                     naive_error = naive_error or naive_out.get("error")
+                    decoded, frames_decoded = decode_alone(clip.path)
+                    d_times.append(decoded)
                 item = result["items"][0]
                 texts = [t["text"] for s in item["scenes"] for t in s["text"]]
                 rows.append(
@@ -508,7 +535,10 @@ async def main() -> None:
                         "a": median(a_times),
                         "b": median(b_times),
                         "c": median(c_times),
+                        "d": median(d_times),
                         "runs": list(zip(a_times, b_times, c_times, strict=True)),
+                        "d_runs": d_times,
+                        "d_frames": frames_decoded,
                         "asr": median([f["asr"] for f in floors]),
                         "vision": median([f["vision"] for f in floors]),
                         "together": median([f["together"] for f in floors]),
@@ -638,6 +668,23 @@ async def main() -> None:
         print(
             f"| {r['size']} | {lead_in:.2f} | {bound:.2f} | {r['b']:.2f} | {bound / r['b']:.3f}"
             f" | {(lead_in + bound) / r['b']:.3f} | {r['a'] / r['b']:.3f} |"
+        )
+
+    print(
+        f"\nHow low a/c can go where every frame is decoded: (d) the clip's video decoded "
+        f"alone, every frame, on {cpus} frame threads (median of the runs; each run's "
+        "own d/c beside it), against (c), which decodes every frame too:\n"
+    )
+    print("| clip | frames | (d) decoding alone | (c) | d/c | runs' own d/c | a/c |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        if r["c_error"] or not r["c_read"]:
+            continue
+        own = ", ".join(f"{d / c:.3f}" for d, (_, _, c) in zip(r["d_runs"], r["runs"], strict=True))
+        print(
+            f"| {r['size']} | {r['d_frames']} | {r['d']:.2f} | {r['c']:.2f}"
+            f" | {r['d'] / r['c']:.3f} | {own}"
+            f" | {r['a'] / r['c']:.3f} |"
         )
 
 
