@@ -9,6 +9,8 @@
     .venv/bin/python bench/filmed_clip.py /tmp/phone.mp4 --size 1080p --bitrate 8M --full-range
     # AV1, as YouTube and Instagram serve much of their video.
     .venv/bin/python bench/filmed_clip.py /tmp/av1.mp4 --codec av1
+    # H.264 with every frame a reference (no B-frames, a key frame a second), at 16 Mbit/s.
+    .venv/bin/python bench/filmed_clip.py /tmp/nob.mp4 --size 1080p --bitrate 16M --codec h264-no-b
 
 The pipeline bench's own clips are flat colours that H.264 holds in under 40 kbit/s,
 and they cost little to decode: 1.1 CPU-s for 60 s at 720p. Filmed video of that size
@@ -136,6 +138,11 @@ def render(
         else:
             encode = ["-c:v", "libx264", "-preset", "veryfast", "-b:v", bitrate]
             encode += ["-maxrate", bitrate, "-bufsize", f"{2 * _bits(bitrate)}"]
+            if codec == "h264-no-b":
+                # No B-frames and a key frame every second, as a hardware encoder set for
+                # low delay writes: every frame is a reference, so the scene pass's
+                # levers on B-frames and unreferenced frames find nothing to save.
+                encode += ["-bf", "0", "-g", str(fps)]
             encode += [
                 "-pix_fmt",
                 # FFmpeg's older name for full-range 8-bit, which some phones record.
@@ -188,15 +195,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--codec",
-        choices=["h264", "vp9", "hevc10", "av1"],
+        choices=["h264", "h264-no-b", "vp9", "hevc10", "av1"],
         default="h264",
-        help="vp9: WebM; hevc10: 10-bit HEVC in MP4; av1: AV1 in MP4",
+        help="h264-no-b: H.264 with no B-frames and a key frame a second; vp9: WebM; "
+        "hevc10: 10-bit HEVC in MP4; av1: AV1 in MP4",
     )
     parser.add_argument("--full-range", action="store_true", help="H.264 in full range (yuvj420p)")
     parser.add_argument("--fps", type=int, default=30, help="frames a second, e.g. 60")
     args = parser.parse_args()
-    if args.full_range and args.codec != "h264":
-        parser.error("--full-range is for --codec h264")
+    if args.full_range and not args.codec.startswith("h264"):
+        parser.error("--full-range is for --codec h264 or h264-no-b")
     width, height = SIZES[args.size]
     if args.portrait:
         width, height = height, width
