@@ -165,7 +165,8 @@ def onnx_threads_that_sleep() -> Iterator[None]:
     Whisper it burns a core while waiting: on 2 CPUs with one core kept busy,
     detection on a 720p key frame took 157 ms with sleeping threads against 215 ms
     spinning (docs/benchmarks.md). PaddleX takes no session config entries, so its
-    session options are amended as they are built. ``OcrEngines`` builds under a lock.
+    session options are amended as they are built. Engines are built one at a time
+    (``BUILDING``).
     """
     try:
         from paddlex.inference.models.runners.onnxruntime_runner import ONNXRuntimeRunner
@@ -369,6 +370,11 @@ class RapidOcrEngine(OcrEngine):
         ]
 
 
+#: Held while an engine is built: one at a time in a worker process, since building a
+#: PaddleX engine amends one of PaddleX's classes for a while (``onnx_threads_that_sleep``).
+BUILDING = threading.Lock()
+
+
 class EnginePool(OcrEngine):
     """Up to ``size`` engines of one kind, built as needed. ``read`` may be called from
     several threads: each call has an engine to itself while it reads, so no engine is
@@ -392,6 +398,8 @@ class EnginePool(OcrEngine):
         self._build = build
         self._build_first = build_first or build
         self._idle: list[OcrEngine] = []
+        #: Engines built or being built.
+        self._slots = 0
         self._changed = threading.Condition()
 
     def fill(self) -> None:
@@ -401,15 +409,26 @@ class EnginePool(OcrEngine):
 
     def _take(self) -> OcrEngine:
         with self._changed:
-            while not self._idle and len(self.engines) >= self.size:
+            while not self._idle and self._slots >= self.size:
                 self._changed.wait()
             if self._idle:
                 first = next((n for n, e in enumerate(self._idle) if e is self.engines[0]), 0)
                 return self._idle.pop(first)
-            # Built under the lock: building amends PaddleX's session options for a while.
-            engine = (self._build if self.engines else self._build_first)()
-            self.engines.append(engine)
-            return engine
+            first_slot = self._slots == 0
+            self._slots += 1
+        # Built outside the pool's lock, so that reads on the engines already built, and
+        # their return, never wait for a build.
+        try:
+            with BUILDING:
+                engine = (self._build_first if first_slot else self._build)()
+        except BaseException:
+            with self._changed:
+                self._slots -= 1
+                self._changed.notify()
+            raise
+        with self._changed:
+            self.engines.insert(0 if first_slot else len(self.engines), engine)
+        return engine
 
     def _give(self, engine: OcrEngine) -> None:
         with self._changed:
@@ -425,8 +444,10 @@ class EnginePool(OcrEngine):
 
     def spare(self) -> OcrEngine:
         """A new engine of this pool's kind, outside the pool: for a reader of its own.
-        Its ONNX Runtime threads start at the calling thread's priority."""
-        with self._changed:
+        Its ONNX Runtime threads start at the calling thread's priority. Reads on the
+        pool go on while it is built: built at the lowest priority on a busy worker, an
+        engine took 24 s, and a read that waited for it as long (docs/benchmarks.md)."""
+        with BUILDING:
             return self._build()
 
 

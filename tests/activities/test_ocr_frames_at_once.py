@@ -185,3 +185,50 @@ def test_a_frame_read_alone_gets_the_first_engine_and_frames_read_at_once_get_al
         list(readers.map(pool.read, [image] * 9))
     assert overlap.most == 3 and not overlap.shared_engine
     assert all(engine.reads > 0 for engine in others)
+
+
+def test_reads_on_a_pool_go_on_while_a_spare_engine_is_built() -> None:
+    # The read-ahead builds its own engine at the lowest priority; on a busy worker
+    # that took 24 s, and no stage's read may wait for it.
+    release = threading.Event()
+    building = threading.Event()
+
+    def slow_build() -> OcrEngine:
+        building.set()
+        assert release.wait(30)
+        return ShadeReader(Overlap())
+
+    pool = EnginePool("shades", slow_build, 2, build_first=lambda: ShadeReader(Overlap()))
+    image = np.full((72, 128, 3), 2 * STEP, np.uint8)
+    assert pool.read(image)[0].text == "shade 2"  # builds the first engine
+    spare: list[OcrEngine] = []
+    builder = threading.Thread(target=lambda: spare.append(pool.spare()))
+    builder.start()
+    try:
+        assert building.wait(5)
+        started = time.monotonic()
+        for _ in range(3):
+            assert pool.read(image)[0].text == "shade 2"
+        assert time.monotonic() - started < 5
+        assert not spare  # still being built
+    finally:
+        release.set()
+        builder.join(5)
+    assert len(spare) == 1 and spare[0] not in pool.engines
+
+
+def test_a_build_that_fails_leaves_its_place_in_the_pool_free() -> None:
+    attempts = []
+
+    def build() -> OcrEngine:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("out of memory")
+        return ShadeReader(Overlap())
+
+    pool = EnginePool("shades", build, 1)
+    image = np.full((72, 128, 3), 2 * STEP, np.uint8)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        pool.read(image)
+    assert pool.read(image)[0].text == "shade 2"
+    assert len(pool.engines) == 1 and len(attempts) == 2
