@@ -545,11 +545,14 @@ class ReadAhead:
     The thread starts with the first offer and builds an engine of each kind it is asked
     for, its own (the memory of one more engine; ``OcrEngines.spare``): on one of the
     stages' engines, a read starved of CPU by other items would hold up a stage waiting
-    for that engine."""
+    for that engine. Where that engine cannot be built, frames of its kind are left to
+    the stages."""
 
     def __init__(self, engines: OcrEngines, kept: int = READ_AHEAD_KEPT) -> None:
         self._engines = engines
         self._own: dict[str, OcrEngine] = {}
+        #: Kinds whose engine could not be built.
+        self._unbuilt: set[str] = set()
         self._kept = max(1, kept)
         self._changed = threading.Condition()
         self._queue: deque[_Ahead] = deque()
@@ -618,18 +621,32 @@ class ReadAhead:
                     continue  # taken, offered again or dropped meanwhile
                 entry.reading = True
             try:
-                entry.stamp = file_stamp(entry.path)
-                image = cv2.imread(entry.path)
-                if image is not None and entry.stamp is not None:
-                    if entry.engine not in self._own:
-                        # Built on this thread, so that its threads run as low.
-                        self._own[entry.engine] = self._engines.spare(entry.engine)
-                    entry.lines = self._own[entry.engine].read(image)
+                own = self._engine(entry.engine)
+                if own is not None:
+                    entry.stamp = file_stamp(entry.path)
+                    image = cv2.imread(entry.path)
+                    if image is not None and entry.stamp is not None:
+                        entry.lines = own.read(image)
             except Exception as exc:  # the stage reads the frame itself, and reports
                 _log.warning("ocr.read_ahead_failed", file=entry.path, error=str(exc))
                 entry.lines = None
             finally:
                 entry.done.set()
+
+    def _engine(self, kind: str) -> OcrEngine | None:
+        """This thread's engine of ``kind``, built on first use (on this thread, so that
+        its threads run as low); None where building it failed once: building it again
+        for every frame would spend the CPU, and hold ``BUILDING``, for nothing."""
+        if kind in self._unbuilt:
+            return None
+        if kind not in self._own:
+            try:
+                self._own[kind] = self._engines.spare(kind)
+            except Exception as exc:
+                self._unbuilt.add(kind)
+                _log.warning("ocr.read_ahead_engine_not_built", engine=kind, error=str(exc))
+                return None
+        return self._own[kind]
 
 
 #: Key frames are compared on a grey thumbnail this wide ...

@@ -187,6 +187,31 @@ def test_frames_taken_while_the_read_ahead_is_starved_do_not_pile_up(
     wait_for(lambda: shades.ahead_reads == [9])
 
 
+def test_an_engine_that_cannot_be_built_is_tried_once_and_its_frames_left_to_the_stage(
+    workspaces: Workspaces, ref: WorkspaceRef
+) -> None:
+    keyframes = shade_keyframes(workspaces, ref, [1, 2, 3])
+    shades = Shades()
+    builds: list[int] = []
+
+    def no_engine() -> OcrEngine:
+        builds.append(1)
+        raise MemoryError("no memory for another engine")
+
+    shades.pool.spare = no_engine  # type: ignore[method-assign]
+    ahead = ReadAhead(shades.engines)
+    offer_all(workspaces, ref, ahead, keyframes)
+    wait_for(lambda: not ahead._queue and all(e.done.is_set() for e in ahead._entries.values()))
+    assert builds == [1]
+    assert read_stage(workspaces, ref, shades, ahead, keyframes) == [
+        ["shade 1"],
+        ["shade 2"],
+        ["shade 3"],
+    ]
+    assert sorted(shades.stage_reads) == [1, 2, 3]
+    assert shades.ahead_reads == []
+
+
 class Recorder:
     def __init__(self) -> None:
         self.offered: list[tuple[Path, str | None, bool]] = []
