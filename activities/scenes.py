@@ -1133,22 +1133,6 @@ class SceneActivities:
         min_scene_len = min_scene_frames(
             input.min_scene_len_frames or self._min_scene_len_frames, fps
         )
-        cuts: list[int] = []
-        picked: list[PickedKeyframe] = []
-        previous = resumed(Stage.SCENES)
-        if previous and previous.done > 0:
-            cuts = [int(c) for c in previous.resume.get("cuts", [])]
-            picked = [
-                PickedKeyframe(**raw)
-                for raw in previous.resume.get("keyframes", [])
-                if self._workspaces.file(input.workspace, raw["image_file"]).is_file()
-            ]
-            # Start before the heartbeated frame: the detector needs the frame before a
-            # cut, and ignores cuts within min_scene_len of where it starts. Cuts found
-            # again in the overlap are merged below.
-            video.seek(max(0, previous.done - min_scene_len - 1))
-            log().info("scenes.resumed", from_frame=previous.done, cuts=len(cuts))
-
         detector = TransientFilter(
             make_detector(
                 detector_kind(self._detector, fps),
@@ -1158,6 +1142,30 @@ class SceneActivities:
             settle_frames=max(2, round(SETTLE_SECONDS * fps)),
             refine=partial(self._refine_cut, str(path)) if self._skip_nonreference else None,
         )
+        cuts: list[int] = []
+        picked: list[PickedKeyframe] = []
+        # The first frame whose picture may become a key frame; before it, on a retry,
+        # frames go to the detectors only.
+        keyframes_from = 0
+        previous = resumed(Stage.SCENES)
+        if previous and previous.done > 0:
+            cuts = [int(c) for c in previous.resume.get("cuts", [])]
+            picked = [
+                PickedKeyframe(**raw)
+                for raw in previous.resume.get("keyframes", [])
+                if self._workspaces.file(input.workspace, raw["image_file"]).is_file()
+            ]
+            # Start before the heartbeated frame. A heartbeat holds the cuts confirmed so
+            # far; a cut among its last frames was still to be reported (the detector
+            # weighs a frame against those after it) or confirmed (``settle``). The
+            # detector needs the frame before a cut, and ignores cuts within
+            # min_scene_len of where it starts. Cuts found again are merged below. The
+            # key frames start later, where they always did: from further back the
+            # text-change watch could pick a caption the last attempt had picked.
+            keyframes_from = max(0, previous.done - min_scene_len - 1)
+            lookback = min_scene_len + 1 + detector.settle + detector.event_buffer_length
+            video.seek(max(0, previous.done - lookback))
+            log().info("scenes.resumed", from_frame=previous.done, cuts=len(cuts))
         tap: KeyframeTap | None = None
         if input.keyframes:
             out_dir = self._workspaces.file(input.workspace, "keyframes")
@@ -1213,21 +1221,24 @@ class SceneActivities:
             for position, frame in frames:
                 number = position.frame_num
                 widest_step = max(widest_step, number + 1 - done)
+                tapped = tap if number >= keyframes_from else None
                 image, kept = split_frame(
-                    frame, keep=tap is not None and tap.wants(number), upright=video.upright(frame)
+                    frame,
+                    keep=tapped is not None and tapped.wants(number),
+                    upright=video.upright(frame),
                 )
                 # A frame whose size changed mid-stream cannot be compared with the
                 # others; PySceneDetect's reader skips it too.
                 detector_shape = detector_shape or image.shape
                 if image.shape == detector_shape:
                     detector.process_frame(position, image)
-                    if tap:
-                        tap.offer(number, kept)
+                    if tapped:
+                        tapped.offer(number, kept)
                 done = number + 1
                 if done >= next_beat:
                     heartbeat(done)
                     next_beat = done + chunk
-        heartbeat(done)
+                    heartbeat(done)
         detector.finish()
         all_cuts = sorted(set(cuts + detector.cuts))
         # Scenes end where decoding really ended: a truncated file claims more. Frames

@@ -1205,3 +1205,27 @@ def test_a_retry_keeps_the_open_scenes_key_frames_for_its_text(
         for kf in again.keyframes
         if kf.image_file not in {b.image_file for b in before}
     )
+
+
+@pytest.mark.parametrize("after", [1, 2, 3, 4])
+def test_a_retry_finds_a_cut_its_last_attempt_had_not_confirmed_when_it_heartbeated(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    sample_in_workspace: str,
+    sample_spec: SampleSpec,
+    after: int,
+) -> None:
+    """The last attempt heartbeated ``after`` frames past the cut at frame 240: too soon
+    for the detector to have reported it (it weighs each frame against the two after
+    it) or for the transient filter to have confirmed it (4 frames later at 30 fps),
+    so the heartbeat's cuts lack it. The retry must still find it."""
+    previous = ActivityProgress(
+        stage=Stage.SCENES, done=240 + after, total=480, unit="frames", resume={"cuts": [120]}
+    )
+    env = RecordingEnvironment(resume_from=previous)
+    result = env.run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file=sample_in_workspace),
+    )
+    cuts = [s.start_frame for s in result.scenes[1:]]
+    assert cuts == [120, 240, 360], cuts
