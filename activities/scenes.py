@@ -34,6 +34,7 @@ import math
 import queue
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,8 +74,13 @@ from models.pipeline import (
     SceneSpan,
 )
 
-#: Seconds of video between heartbeats.
+#: Seconds of video between heartbeats ...
 CHUNK_SECONDS = 10.0
+#: ... and seconds of work at most, however slowly the frames decode: 10 s of 4K video
+#: at 60 fps, on a worker busy with other items and at a lower priority beside
+#: transcription, can take longer than the heartbeat timeout (30 s by default), and
+#: the attempt would be taken for lost.
+BEAT_SECONDS = 2.0
 #: How long after a cut the picture is compared with the one before it.
 SETTLE_SECONDS = 0.12
 #: At most this much change (the detectors' HSV score, 0-255) between the frame before
@@ -1211,6 +1217,7 @@ class SceneActivities:
         # Frames read so far, as PySceneDetect counts them (the last one's number + 1).
         done = video.frame_number
         next_beat = done + chunk
+        beat_by = time.monotonic() + BEAT_SECONDS
         detector_shape: tuple[int, ...] | None = None
         # The most frames one decoded frame stood for (more than 1 when frames are skipped).
         widest_step = 1
@@ -1235,10 +1242,11 @@ class SceneActivities:
                     if tapped:
                         tapped.offer(number, kept)
                 done = number + 1
-                if done >= next_beat:
+                if done >= next_beat or time.monotonic() >= beat_by:
                     heartbeat(done)
                     next_beat = done + chunk
-                    heartbeat(done)
+                    beat_by = time.monotonic() + BEAT_SECONDS
+        heartbeat(done)
         detector.finish()
         all_cuts = sorted(set(cuts + detector.cuts))
         # Scenes end where decoding really ended: a truncated file claims more. Frames

@@ -6,9 +6,11 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -20,6 +22,7 @@ from scenedetect.detector import SceneDetector
 from scenedetect.video_stream import VideoOpenFailure
 from temporalio.testing import ActivityEnvironment
 
+import activities.scenes as scenes_module
 from activities.frames import grey_sharpness
 from activities.probe import ProbeActivities
 from activities.scenes import (
@@ -1229,3 +1232,33 @@ def test_a_retry_finds_a_cut_its_last_attempt_had_not_confirmed_when_it_heartbea
     )
     cuts = [s.start_frame for s in result.scenes[1:]]
     assert cuts == [120, 240, 360], cuts
+
+
+def test_a_pass_that_decodes_slowly_still_heartbeats_every_few_seconds(
+    workspaces: Workspaces,
+    ref: WorkspaceRef,
+    media_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every frame takes at least 20 ms (a starved or 4K pass), so the 75 frames of the
+    3 s clip take 1.5 s or more: far short of a 10 s chunk of video, yet heartbeats
+    every 0.2 s of work must come meanwhile."""
+    shutil.copy(media_dir / "silent.mp4", workspaces.create(ref) / "silent.mp4")
+    slow = scenes_module.split_frame
+
+    def split_slowly(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.02)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(scenes_module, "split_frame", split_slowly)
+    monkeypatch.setattr(scenes_module, "BEAT_SECONDS", 0.2)
+    env = RecordingEnvironment()
+    result = env.run(
+        SceneActivities(workspaces, 27.0, 15).detect_scenes,
+        DetectScenesInput(workspace=ref, media_file="silent.mp4"),
+    )
+    assert result.decoded_frames == 75
+    beats = [b.done for b in env.heartbeats if b.stage == Stage.SCENES]
+    during = [done for done in beats if 0 < done < 75]
+    assert len(during) >= 3, beats
+    assert during == sorted(during)
