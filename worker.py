@@ -110,11 +110,17 @@ class Models:
                 threads=settings.whisper_threads,
             )
         )
+        # One per process: the scene pass offers it key frames, the OCR stage takes their
+        # lines (where the worker's settings turn it on).
+        self.read_ahead = ReadAhead(self.ocr)
+        self._read_ahead_on = settings.ocr_read_ahead
 
     def preload(self) -> None:
         """Load the default models now, so the first job does not pay for it."""
         self.whisper.get(None)
         self.ocr.preload()
+        if self._read_ahead_on:
+            self.read_ahead.preload()
 
 
 class PasswordsHidden(Interceptor):
@@ -238,8 +244,7 @@ def build_activities(settings: Settings, models: Models, store: ArtifactStore) -
         results.lookup_cache,
         ResolveActivities(fetch).resolve_link,
     ]
-    # One per process: the scene pass offers it key frames, the OCR stage takes their lines.
-    read_ahead = ReadAhead(models.ocr) if settings.ocr_read_ahead else None
+    read_ahead = models.read_ahead if settings.ocr_read_ahead else None
     compute: list[Callable[..., Any]] = [
         SceneActivities(
             workspaces,

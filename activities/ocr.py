@@ -542,11 +542,11 @@ class ReadAhead:
     is read again by the stage. Only a stage in this worker process finds them; an
     item's stages all run in the worker that holds its files.
 
-    The thread starts with the first offer and builds an engine of each kind it is asked
-    for, its own (the memory of one more engine; ``OcrEngines.spare``): on one of the
-    stages' engines, a read starved of CPU by other items would hold up a stage waiting
-    for that engine. Where that engine cannot be built, frames of its kind are left to
-    the stages."""
+    The thread starts with the first offer. It reads on engines of its own, one of each
+    kind it is asked for (the memory of one more engine; ``OcrEngines.spare``), built
+    by ``preload`` or on first use: on one of the stages' engines, a read starved of CPU
+    by other items would hold up a stage waiting for that engine. Where that engine
+    cannot be built, frames of its kind are left to the stages."""
 
     def __init__(self, engines: OcrEngines, kept: int = READ_AHEAD_KEPT) -> None:
         self._engines = engines
@@ -558,6 +558,23 @@ class ReadAhead:
         self._queue: deque[_Ahead] = deque()
         self._entries: OrderedDict[tuple[str, str], _Ahead] = OrderedDict()
         self._thread: threading.Thread | None = None
+
+    def preload(self, engine: str | None = None) -> None:
+        """Builds this read-ahead's engine of kind ``engine`` (None: the worker's default)
+        now, as the worker loads its models, so that no job pays for it. It is built on
+        a thread of its own at the lowest priority, where the reads run (its ONNX
+        Runtime threads start there). Where it cannot be built, frames of that kind are
+        left to the stages."""
+        name = self._engines.get(engine).name
+        builder = threading.Thread(
+            target=self._build_lowered, args=(name,), name="ocr-read-ahead-build", daemon=True
+        )
+        builder.start()
+        builder.join()
+
+    def _build_lowered(self, kind: str) -> None:
+        lower_this_thread(LOWEST)
+        self._engine(kind)
 
     def offer(self, path: Path, engine: str | None) -> None:
         """Queues a key frame just written at ``path``, to be read with ``engine`` (None:

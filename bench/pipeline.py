@@ -488,7 +488,7 @@ async def main() -> None:
         models = Models(settings)
         models.preload()
         settle_process(settings)  # as the worker does once its models are loaded
-        read_ahead = ReadAhead(models.ocr) if settings.ocr_read_ahead else None
+        read_ahead = models.read_ahead if settings.ocr_read_ahead else None
         naive = NaiveProcess(work)
         # The stack's processes, in LocalStack's order.
         stack_cpu = [psutil.Process(p.pid) for p in stack.processes]

@@ -187,6 +187,27 @@ def test_frames_taken_while_the_read_ahead_is_starved_do_not_pile_up(
     wait_for(lambda: shades.ahead_reads == [9])
 
 
+def test_preload_builds_the_engine_once_on_a_thread_at_the_lowest_priority(
+    workspaces: Workspaces, ref: WorkspaceRef
+) -> None:
+    keyframes = shade_keyframes(workspaces, ref, [1, 2])
+    shades = Shades()
+    built: list[tuple[str, int]] = []
+
+    def spare() -> OcrEngine:
+        thread = threading.current_thread()
+        built.append((thread.name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        return shades.own
+
+    shades.pool.spare = spare  # type: ignore[method-assign]
+    ahead = ReadAhead(shades.engines)
+    ahead.preload()
+    assert built == [("ocr-read-ahead-build", 19)]
+    offer_all(workspaces, ref, ahead, keyframes)
+    wait_for(lambda: len(shades.ahead_reads) == 2)
+    assert len(built) == 1
+
+
 def test_an_engine_that_cannot_be_built_is_tried_once_and_its_frames_left_to_the_stage(
     workspaces: Workspaces, ref: WorkspaceRef
 ) -> None:
