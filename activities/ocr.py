@@ -557,24 +557,29 @@ class ReadAhead:
         self._changed = threading.Condition()
         self._queue: deque[_Ahead] = deque()
         self._entries: OrderedDict[tuple[str, str], _Ahead] = OrderedDict()
+        #: Engines ``preload`` asks for, and the event set once each is built (or not).
+        self._to_build: deque[tuple[str, threading.Event]] = deque()
         self._thread: threading.Thread | None = None
 
     def preload(self, engine: str | None = None) -> None:
         """Builds this read-ahead's engine of kind ``engine`` (None: the worker's default)
-        now, as the worker loads its models, so that no job pays for it. It is built on
-        a thread of its own at the lowest priority, where the reads run (its ONNX
-        Runtime threads start there). Where it cannot be built, frames of that kind are
-        left to the stages."""
+        now, as the worker loads its models, so that no job pays for it. The read-ahead's
+        thread builds it, at the lowest priority where its reads run (the engine's ONNX
+        Runtime threads start there), and in the memory those reads then reuse. Where it
+        cannot be built, frames of that kind are left to the stages."""
         name = self._engines.get(engine).name
-        builder = threading.Thread(
-            target=self._build_lowered, args=(name,), name="ocr-read-ahead-build", daemon=True
-        )
-        builder.start()
-        builder.join()
+        built = threading.Event()
+        with self._changed:
+            self._to_build.append((name, built))
+            self._start()
+            self._changed.notify()
+        built.wait()
 
-    def _build_lowered(self, kind: str) -> None:
-        lower_this_thread(LOWEST)
-        self._engine(kind)
+    def _start(self) -> None:
+        """Starts the thread, if it has not started (under the lock)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ocr-read-ahead", daemon=True)
+            self._thread.start()
 
     def offer(self, path: Path, engine: str | None) -> None:
         """Queues a key frame just written at ``path``, to be read with ``engine`` (None:
@@ -595,11 +600,7 @@ class ReadAhead:
                 # Frames taken or dropped while the thread was starved of CPU stay queued
                 # until it reaches them: a worker busy for days would pile them up.
                 self._queue = deque(e for e in self._queue if self._is_current(e))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="ocr-read-ahead", daemon=True
-                )
-                self._thread.start()
+            self._start()
             self._changed.notify()
 
     def take(self, path: Path, engine: str) -> list[RecognizedLine] | None:
@@ -631,12 +632,21 @@ class ReadAhead:
         lower_this_thread(LOWEST)
         while True:
             with self._changed:
-                while not self._queue:
+                while not self._queue and not self._to_build:
                     self._changed.wait()
-                entry = self._queue.popleft()
-                if not self._is_current(entry):
-                    continue  # taken, offered again or dropped meanwhile
-                entry.reading = True
+                build = self._to_build.popleft() if self._to_build else None
+                if build is None:
+                    entry = self._queue.popleft()
+                    if not self._is_current(entry):
+                        continue  # taken, offered again or dropped meanwhile
+                    entry.reading = True
+            if build is not None:
+                kind, built = build
+                try:
+                    self._engine(kind)
+                finally:
+                    built.set()
+                continue
             try:
                 own = self._engine(entry.engine)
                 if own is not None:

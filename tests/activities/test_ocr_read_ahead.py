@@ -202,7 +202,7 @@ def test_preload_builds_the_engine_once_on_a_thread_at_the_lowest_priority(
     shades.pool.spare = spare  # type: ignore[method-assign]
     ahead = ReadAhead(shades.engines)
     ahead.preload()
-    assert built == [("ocr-read-ahead-build", 19)]
+    assert built == [("ocr-read-ahead", 19)]  # the thread that reads
     offer_all(workspaces, ref, ahead, keyframes)
     wait_for(lambda: len(shades.ahead_reads) == 2)
     assert len(built) == 1
