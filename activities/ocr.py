@@ -375,6 +375,37 @@ class RapidOcrEngine(OcrEngine):
 BUILDING = threading.Lock()
 
 
+#: The lines of ``warm_up_picture``, of three widths, as a caption, a title and a corner
+#: label are.
+WARM_UP_LINES = ("Breaking news tonight", "CHAPTER 2", "Subscribe for more videos 2026")
+
+
+def warm_up_picture() -> np.ndarray:
+    """A 1280x720 picture of ``WARM_UP_LINES``, light on dark, which each OCR engine a
+    worker builds at start reads once (``OcrEngines.preload``, ``ReadAhead.preload``).
+
+    ONNX Runtime grows an engine's memory on its first reads and keeps it. Which of a
+    worker's engines reads a job's frames depends on timing (the read-ahead or a stage,
+    one frame or several at once), so without this the worker's memory rose over its
+    first jobs, in steps of up to 85 MiB that came after the soak's video 5 in some runs
+    and not in others (docs/benchmarks.md)."""
+    picture = np.full((720, 1280, 3), 32, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for n, text in enumerate(WARM_UP_LINES):
+        origin = (80 + 160 * n, 160 + 200 * n)
+        cv2.putText(picture, text, origin, font, 1.6, (235, 235, 235), 3, cv2.LINE_AA)
+    return picture
+
+
+def read_warm_up(engine: OcrEngine, picture: np.ndarray) -> None:
+    """``engine`` reads ``picture``; a failure is logged, not raised: the worker still
+    starts, and a job's reads report what is wrong with the engine."""
+    try:
+        engine.read(picture)
+    except Exception as exc:
+        _log.warning("ocr.warm_up_failed", engine=engine.name, error=str(exc))
+
+
 class EnginePool(OcrEngine):
     """Up to ``size`` engines of one kind, built as needed. ``read`` may be called from
     several threads: each call has an engine to itself while it reads, so no engine is
@@ -402,10 +433,17 @@ class EnginePool(OcrEngine):
         self._slots = 0
         self._changed = threading.Condition()
 
-    def fill(self) -> None:
-        """Build every engine now, so the first frames read at once do not wait."""
-        for engine in [self._take() for _ in range(self.size)]:
-            self._give(engine)
+    def fill(self, warm_up: np.ndarray | None = None) -> None:
+        """Build every engine now, so the first frames read at once do not wait; where
+        ``warm_up`` is given, each engine reads it once (``warm_up_picture``)."""
+        engines = [self._take() for _ in range(self.size)]
+        try:
+            if warm_up is not None:
+                for engine in engines:
+                    read_warm_up(engine, warm_up)
+        finally:
+            for engine in engines:
+                self._give(engine)
 
     def _take(self) -> OcrEngine:
         with self._changed:
@@ -487,8 +525,8 @@ class OcrEngines:
             return self._pools[name]
 
     def preload(self) -> None:
-        """Build every engine of the default kind now."""
-        self._pool(None).fill()
+        """Build every engine of the default kind now, each reading ``warm_up_picture``."""
+        self._pool(None).fill(warm_up_picture())
 
     def spare(self, name: str | None) -> OcrEngine:
         """A new engine of kind ``name`` (None: the default), outside its pool."""
@@ -563,10 +601,11 @@ class ReadAhead:
 
     def preload(self, engine: str | None = None) -> None:
         """Builds this read-ahead's engine of kind ``engine`` (None: the worker's default)
-        now, as the worker loads its models, so that no job pays for it. The read-ahead's
-        thread builds it, at the lowest priority where its reads run (the engine's ONNX
-        Runtime threads start there), and in the memory those reads then reuse. Where it
-        cannot be built, frames of that kind are left to the stages."""
+        now, as the worker loads its models, so that no job pays for it, and has it read
+        ``warm_up_picture`` once. The read-ahead's thread does both, at the lowest
+        priority where its reads run (the engine's ONNX Runtime threads start there), and
+        in the memory those reads then reuse. Where it cannot be built, frames of that
+        kind are left to the stages."""
         name = self._engines.get(engine).name
         built = threading.Event()
         with self._changed:
@@ -643,7 +682,9 @@ class ReadAhead:
             if build is not None:
                 kind, built = build
                 try:
-                    self._engine(kind)
+                    own = self._engine(kind)
+                    if own is not None:
+                        read_warm_up(own, warm_up_picture())
                 finally:
                     built.set()
                 continue

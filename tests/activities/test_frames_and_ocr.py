@@ -19,6 +19,7 @@ from activities.frames import FrameActivities
 from activities.ocr import (
     ALLOW_SPINNING,
     FRAMES_FILE,
+    WARM_UP_LINES,
     EnginePool,
     OcrActivities,
     OcrEngine,
@@ -30,6 +31,7 @@ from activities.ocr import (
     line_batches,
     onnx_threads_that_sleep,
     readable,
+    warm_up_picture,
 )
 from activities.scenes import SceneActivities
 from activities.workspace import Workspaces
@@ -186,6 +188,15 @@ def test_by_default_every_ocr_engine_has_its_share_of_the_threads(models: Models
         assert {s.get_session_options().intra_op_num_threads for s in onnx_sessions(engine)} == {
             share
         }
+
+
+@pytest.mark.parametrize("engine", ["paddleocr", "rapidocr"])
+def test_the_warm_up_picture_is_read_whole(engine: str, models: Models) -> None:
+    # So that the warm-up each engine reads at start takes it through recognition too,
+    # every line's width of it, and not through detection alone.
+    assert [line.text for line in models.ocr.get(engine).read(warm_up_picture())] == list(
+        WARM_UP_LINES
+    )
 
 
 SLIDE_LINES = [

@@ -187,6 +187,37 @@ def test_a_frame_read_alone_gets_the_first_engine_and_frames_read_at_once_get_al
     assert all(engine.reads > 0 for engine in others)
 
 
+def test_fill_with_a_warm_up_picture_has_each_engine_read_it_once() -> None:
+    overlap = Overlap()
+    engines = [CountingReader(overlap) for _ in range(3)]
+    unbuilt = list(engines)
+    pool = EnginePool("shades", lambda: unbuilt.pop(0), 3)
+    pool.fill(np.full((72, 128, 3), 2 * STEP, np.uint8))
+    assert [engine.reads for engine in engines] == [1, 1, 1]
+    assert not overlap.shared_engine
+
+
+class Unreadable(OcrEngine):
+    name = "unreadable"
+
+    def read(self, image: np.ndarray) -> list[RecognizedLine]:
+        raise RuntimeError("the engine's model file is damaged")
+
+
+def test_a_warm_up_read_that_fails_leaves_the_pool_whole() -> None:
+    # Logged, not raised: the worker starts, and a job's reads say what is wrong.
+    pool = EnginePool("unreadable", Unreadable, 2)
+    pool.fill(np.zeros((72, 128, 3), np.uint8))
+    assert len(pool.engines) == 2
+    # Both engines were given back: two reads at once do not wait for a third.
+    with ThreadPoolExecutor(2) as readers:
+        failures = [
+            readers.submit(pool.read, np.zeros((8, 8, 3), np.uint8)).exception(timeout=10)
+            for _ in range(2)
+        ]
+    assert all(isinstance(f, RuntimeError) for f in failures)
+
+
 def test_reads_on_a_pool_go_on_while_a_spare_engine_is_built() -> None:
     # The read-ahead builds its own engine at the lowest priority; on a busy worker
     # that took 24 s, and no stage's read may wait for it.

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 import activities.ocr as ocr_module
-from activities.ocr import EnginePool, OcrActivities, OcrEngine, ReadAhead, RecognizedLine
+from activities.ocr import (
+    EnginePool,
+    OcrActivities,
+    OcrEngine,
+    ReadAhead,
+    RecognizedLine,
+    warm_up_picture,
+)
 from activities.scenes import SceneActivities
 from activities.workspace import Workspaces
 from models.pipeline import DetectScenesInput, KeyframeFile, OcrInput, WorkspaceRef
@@ -203,8 +210,11 @@ def test_preload_builds_the_engine_once_on_a_thread_at_the_lowest_priority(
     ahead = ReadAhead(shades.engines)
     ahead.preload()
     assert built == [("ocr-read-ahead", 19)]  # the thread that reads
+    # And it has read the warm-up picture once, before preload returned.
+    assert shades.ahead_reads == [round(float(warm_up_picture().mean()) / STEP)]
     offer_all(workspaces, ref, ahead, keyframes)
-    wait_for(lambda: len(shades.ahead_reads) == 2)
+    wait_for(lambda: len(shades.ahead_reads) == 3)
+    assert shades.ahead_reads[1:] == [1, 2]
     assert len(built) == 1
 
 
