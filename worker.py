@@ -444,6 +444,9 @@ class MallocSetting:
         return self.env in os.environ or f"{self.tunable}=" in tunables
 
 
+#: The most freed memory kept at the top of the main heap while the worker works.
+KEEP_FREED_BYTES = 256 * 1024**2
+
 #: glibc malloc, set up for a worker process (docs/benchmarks.md: the soak, and the
 #: lever "freed memory kept for reuse while the stages run"):
 #:
@@ -461,7 +464,7 @@ MALLOC_SETTINGS = (
     MallocSetting(M_ARENA_MAX, 2, "MALLOC_ARENA_MAX", "glibc.malloc.arena_max"),
     MallocSetting(M_MMAP_MAX, 0, "MALLOC_MMAP_MAX_", "glibc.malloc.mmap_max"),
     MallocSetting(
-        M_TRIM_THRESHOLD, 256 * 1024**2, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"
+        M_TRIM_THRESHOLD, KEEP_FREED_BYTES, "MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"
     ),
 )
 
@@ -484,6 +487,23 @@ def tune_malloc(settings: tuple[MallocSetting, ...] = MALLOC_SETTINGS) -> list[s
         if not setting.chosen_by_operator() and mallopt(setting.param, setting.value) == 1:
             applied.append(setting.env)
     return applied
+
+
+def trim_second_arena_when_idle(applied: list[str]) -> bool:
+    """Where ``tune_malloc`` set both the arena cap and the trim threshold, starts
+    ``activities.heap.SecondArena``, so that the free top of the second arena goes back
+    with the rest once the CPU stages are all done; returns whether it did. With an
+    operator's own values, glibc is left as they set it."""
+    from activities.heap import HEAP, SecondArena
+
+    if not {"MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_"} <= set(applied):
+        return False
+    arena = SecondArena(keep_threshold=KEEP_FREED_BYTES)
+    started = arena.start()
+    if started:
+        HEAP.second_arena = arena
+    log.info("worker.second_arena_trimmed_when_idle", found=started)
+    return started
 
 
 def settle_process(settings: Settings) -> None:
@@ -544,9 +564,10 @@ def main() -> None:
     parser.add_argument("--ready-file", type=Path, help="Written once the worker polls.")
     args = parser.parse_args()
     settings = Settings()
-    tune_malloc(malloc_settings(settings.keep_freed_memory))
+    applied = tune_malloc(malloc_settings(settings.keep_freed_memory))
     lower_cpu_priority(settings.worker_nice)
     configure_logging(settings.log_format, settings.log_level)
+    trim_second_arena_when_idle(applied)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -267,3 +267,16 @@ async def test_a_full_disk_is_reported_as_the_workers_whatever_was_writing(
     assert f"free at {tmp_path})" in message
     assert "free space there" in message
     assert final is False
+
+
+@pytest.mark.parametrize(
+    "applied", [[], ["MALLOC_ARENA_MAX"], ["MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_"]]
+)
+def test_the_second_arena_is_left_as_an_operator_set_glibc(applied: list[str]) -> None:
+    # With the operator's own arena cap or trim threshold, the worker does not lower
+    # and restore a threshold it did not choose.
+    from activities.heap import HEAP
+    from worker import trim_second_arena_when_idle
+
+    assert trim_second_arena_when_idle(applied) is False
+    assert HEAP.second_arena is None

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from activities.heap import HeapReturn
+from activities.heap import HeapReturn, SecondArena
 
 
 def test_freed_memory_goes_back_only_when_the_last_stage_ends() -> None:
@@ -36,3 +36,23 @@ def test_without_glibc_nothing_is_trimmed() -> None:
     with heap.stage():
         pass
     assert heap.running == 0
+
+
+class CountingArena(SecondArena):
+    def __init__(self, order: list[str]) -> None:  # no thread, no libc
+        self.order = order
+
+    def trim(self, timeout: float = 5.0) -> bool:
+        self.order.append("second arena")
+        return True
+
+
+def test_the_second_arena_is_trimmed_after_malloc_trim_when_the_last_stage_ends() -> None:
+    order: list[str] = []
+    heap = HeapReturn(lambda pad: order.append("malloc_trim") or 1)
+    heap.second_arena = CountingArena(order)
+    with heap.stage():
+        with heap.stage():
+            pass
+        assert order == []
+    assert order == ["malloc_trim", "second arena"]
