@@ -42,6 +42,7 @@ from temporalio.worker import (
 
 from activities.download import DownloadActivities, FetchPolicy, warm_downloader
 from activities.frames import FrameActivities
+from activities.heap import HEAP, M_TRIM_THRESHOLD, SecondArena
 from activities.images import ImageActivities
 from activities.ocr import OcrActivities, OcrEngines, OcrSettings, ReadAhead
 from activities.probe import MediaLimits, ProbeActivities
@@ -423,8 +424,8 @@ async def sweep_periodically(
             await asyncio.wait_for(stop.wait(), timeout=SWEEP_INTERVAL_S)
 
 
-#: mallopt's parameter numbers, from glibc's malloc.h.
-M_TRIM_THRESHOLD = -1
+#: mallopt's parameter numbers, from glibc's malloc.h (the trim threshold's is
+#: ``activities.heap.M_TRIM_THRESHOLD``, which trims the second arena with it).
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
 
@@ -494,8 +495,6 @@ def trim_second_arena_when_idle(applied: list[str]) -> bool:
     ``activities.heap.SecondArena``, so that the free top of the second arena goes back
     with the rest once the CPU stages are all done; returns whether it did. With an
     operator's own values, glibc is left as they set it."""
-    from activities.heap import HEAP, SecondArena
-
     if not {"MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_"} <= set(applied):
         return False
     arena = SecondArena(keep_threshold=KEEP_FREED_BYTES)
